@@ -1,0 +1,16 @@
+"""mmlgc: learnable grouped convolutions for OpenMMLab detection and
+classification.
+
+Importing the package applies the stack fixes (``mmlgc.utils.compat``),
+loads the compiled ops and registers every module into the ``mmlgc`` scope, so
+``custom_imports=dict(imports=['mmlgc'])`` plus ``type='mmlgc.X'`` works from
+mmdet and mmpretrain configs.
+"""
+from .utils import compat
+
+compat.apply()
+
+from . import datasets, models, ops  # noqa: E402,F401
+from .version import __version__  # noqa: E402
+
+__all__ = ['__version__', 'compat', 'datasets', 'models', 'ops']

@@ -1,0 +1,2 @@
+"""Backbones, necks and losses of the grouped-conv methods (registered into
+``mmlgc.registry.MODELS``)."""
