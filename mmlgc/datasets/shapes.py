@@ -40,7 +40,9 @@ class ShapesConfig:
     max_shapes: int = 5
     min_size: int = 12  # bounding-box side of a shape, pixels
     max_size: int = 56
-    max_overlap: float = 0.35  # max IoU of a new shape with a placed one
+    # Max fraction of a shape's box that another box may cover: occlusion
+    # stays partial, so no label marks an invisible shape.
+    max_overlap: float = 0.4
     clutter: int = 6  # distractor strokes and blobs per image
     noise_std: float = 8.0  # Gaussian pixel noise, 0-255 scale
     cls_image_size: int = 64
@@ -54,17 +56,18 @@ def _rng(cfg: ShapesConfig, task: str, split: str, index: int):
         [cfg.seed, _TASK_SEED[task], _SPLIT_SEED[split], index])
 
 
-def _random_color(rng, min_sat=0.45, min_val=0.35) -> Tuple[int, int, int]:
+def _random_color(rng, sat=(0.45, 1.0), val=(0.35, 1.0)) -> Tuple[int, ...]:
+    """A BGR colour of random hue, saturation and value in the given ranges."""
     hsv = np.array([[[rng.uniform(0, 180),
-                      rng.uniform(min_sat, 1.0) * 255,
-                      rng.uniform(min_val, 1.0) * 255]]], dtype=np.uint8)
+                      rng.uniform(*sat) * 255,
+                      rng.uniform(*val) * 255]]], dtype=np.uint8)
     return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
 
 
 def _background(rng, size: int, cfg: ShapesConfig) -> np.ndarray:
     """Gradient between two dull colours, then distractor strokes/blobs."""
-    c0 = np.array(_random_color(rng, 0.0, 0.2), np.float32) * 0.8
-    c1 = np.array(_random_color(rng, 0.0, 0.2), np.float32) * 0.8
+    c0 = np.array(_random_color(rng, (0.0, 0.35), (0.15, 0.7)), np.float32)
+    c1 = np.array(_random_color(rng, (0.0, 0.35), (0.15, 0.7)), np.float32)
     angle = rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / max(size - 1, 1)
     t = (np.cos(angle) * xx + np.sin(angle) * yy)
@@ -72,7 +75,7 @@ def _background(rng, size: int, cfg: ShapesConfig) -> np.ndarray:
     img = (c0 * (1 - t[..., None]) + c1 * t[..., None]).astype(np.uint8)
     for _ in range(int(rng.integers(cfg.clutter // 2, cfg.clutter + 1))):
         kind = rng.integers(3)
-        color = _random_color(rng, 0.2, 0.3)
+        color = _random_color(rng, (0.2, 0.8), (0.3, 0.9))
         if kind == 0:  # straight stroke
             p0, p1 = rng.integers(0, size, (2, 2))
             cv2.line(img, tuple(map(int, p0)), tuple(map(int, p1)), color,
@@ -129,13 +132,12 @@ def _draw(img: np.ndarray, pts: np.ndarray, color) -> None:
                  cv2.LINE_AA, shift)
 
 
-def _box_iou(a, b) -> float:
+def _box_coverage(a, b) -> float:
+    """Intersection over the smaller box's area."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) -
-             inter)
-    return inter / union if union > 0 else 0.0
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return ix * iy / smaller if smaller > 0 else 1.0
 
 
 def _add_noise(rng, img: np.ndarray, std: float) -> np.ndarray:
@@ -163,7 +165,7 @@ def draw_detection_image(cfg: ShapesConfig, split: str, index: int):
         hi = np.clip(pts.max(0), 0, size)
         box = (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
         if min(hi - lo) < 4 or any(
-                _box_iou(box, o[2]) > cfg.max_overlap for o in objects):
+                _box_coverage(box, o[2]) > cfg.max_overlap for o in objects):
             continue
         _draw(img, pts, _random_color(rng))
         objects.append((label, pts, box))

@@ -1,0 +1,29 @@
+# Dense Faster R-CNN-R18 baseline on the shapes data, initialised from the
+# backbone pretrained by configs/pretrain/resnet18_shapes.py.
+_base_ = [
+    'mmdet::_base_/models/faster-rcnn_r50_fpn.py',
+    './_base_/datasets/shapes_detection.py',
+    './_base_/schedules/shapes_detection.py',
+    'mmdet::_base_/default_runtime.py',
+]
+pretrained = 'work_dirs/resnet18_shapes/epoch_4.pth'
+
+model = dict(
+    backbone=dict(
+        depth=18,
+        init_cfg=dict(
+            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=128),
+    rpn_head=dict(
+        in_channels=128,
+        feat_channels=128,
+        # Objects are 12-56 px: anchors of 16 px at P2 (stride 4).
+        anchor_generator=dict(scales=[4])),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=128),
+        bbox_head=dict(in_channels=128, fc_out_channels=512, num_classes=4)),
+    train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=500),
+                   rcnn=dict(sampler=dict(num=256))),
+    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300)))
+
+default_hooks = dict(logger=dict(interval=25))

@@ -1,0 +1,25 @@
+# Dense RetinaNet-R18 baseline on the shapes data, initialised from the
+# backbone pretrained by configs/pretrain/resnet18_shapes.py.
+_base_ = [
+    'mmdet::_base_/models/retinanet_r50_fpn.py',
+    './_base_/datasets/shapes_detection.py',
+    './_base_/schedules/shapes_detection.py',
+    'mmdet::_base_/default_runtime.py',
+]
+pretrained = 'work_dirs/resnet18_shapes/epoch_4.pth'
+
+model = dict(
+    backbone=dict(
+        depth=18,
+        init_cfg=dict(
+            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=128),
+    bbox_head=dict(
+        num_classes=4,
+        in_channels=128,
+        feat_channels=128,
+        stacked_convs=2,
+        # Objects are 12-56 px: the smallest anchors are 16-25 px at P3.
+        anchor_generator=dict(octave_base_scale=2)))
+
+default_hooks = dict(logger=dict(interval=25))

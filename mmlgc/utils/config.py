@@ -1,0 +1,37 @@
+"""Config handling shared by ``tools/train.py`` and ``tools/test.py``."""
+import os.path as osp
+from typing import Optional
+
+from mmengine.config import Config
+
+DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def fix_dataloader_workers(cfg: Config) -> None:
+    """``persistent_workers=True`` with ``num_workers=0`` is an error in
+    torch's DataLoader; on CPU, ``num_workers=0`` is often fastest, so a
+    ``--cfg-options *.num_workers=0`` switches persistence off with it."""
+    for key in DATALOADER_KEYS:
+        loader = cfg.get(key)
+        if loader and loader.get('num_workers', 1) == 0:
+            loader['persistent_workers'] = False
+
+
+def load_config(path: str,
+                cfg_options: Optional[dict] = None,
+                work_dir: Optional[str] = None,
+                launcher: str = 'none') -> Config:
+    """Load a config as mmdet's and mmpretrain's tools do: merge
+    ``--cfg-options``, then the work dir (CLI > config > ``work_dirs/NAME``).
+    """
+    cfg = Config.fromfile(path)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(path))[0])
+    fix_dataloader_workers(cfg)
+    return cfg

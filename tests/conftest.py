@@ -1,0 +1,27 @@
+import os.path as osp
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'slow: end-to-end runs (minutes); CI runs them too, '
+        '`-m "not slow"` is the fast subset')
+
+
+@pytest.fixture(scope='session')
+def repo_root():
+    return REPO
+
+
+@pytest.fixture(scope='session')
+def tiny_shapes(tmp_path_factory):
+    """A small shapes data set, shared by the tests of one session."""
+    from mmlgc.datasets import ShapesConfig, make_shapes
+    root = str(tmp_path_factory.mktemp('shapes'))
+    cfg = ShapesConfig(num_train=16, num_val=8, num_cls_train=64,
+                       num_cls_val=32)
+    make_shapes(root, cfg)
+    return root

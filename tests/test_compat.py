@@ -1,0 +1,148 @@
+"""Each fix in mmlgc.utils.compat, and a test that fails without it."""
+import importlib.util
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from mmengine.logging import MessageHub
+from mmengine.runner import checkpoint as mmengine_checkpoint
+from mmengine.runner.checkpoint import _load_checkpoint, save_checkpoint
+
+from mmlgc.utils import compat
+
+
+@pytest.fixture
+def mmengine_style_checkpoint(tmp_path):
+    """A checkpoint holding what mmengine's runner saves besides tensors."""
+    hub = MessageHub.get_instance('mmlgc_compat_test')
+    hub.update_scalar('train/loss', 1.0)
+    path = str(tmp_path / 'epoch_1.pth')
+    save_checkpoint(
+        dict(
+            meta=dict(epoch=1, iter=10, seed=np.int64(0)),
+            state_dict=dict(weight=torch.ones(2)),
+            message_hub=hub.state_dict()), path)
+    return path
+
+
+def test_mmengine_loads_its_checkpoints_on_torch_2_6_plus(
+        mmengine_style_checkpoint):
+    ckpt = _load_checkpoint(mmengine_style_checkpoint, map_location='cpu')
+    assert ckpt['meta']['epoch'] == 1
+    assert torch.equal(ckpt['state_dict']['weight'], torch.ones(2))
+
+
+def test_without_the_fix_torch_refuses_mmengine_checkpoints(
+        mmengine_style_checkpoint, monkeypatch):
+    monkeypatch.setattr(mmengine_checkpoint, 'torch', torch)
+    with pytest.raises(pickle.UnpicklingError, match='weights_only'):
+        _load_checkpoint(mmengine_style_checkpoint, map_location='cpu')
+
+
+def test_pretrained_init_cfg_loads_mmengine_checkpoint(tmp_path):
+    from mmengine.model import BaseModule
+    src = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    path = str(tmp_path / 'backbone.pth')
+    save_checkpoint(
+        dict(meta=dict(seed=np.int64(3)),
+             state_dict={'backbone.' + k: v
+                         for k, v in src.state_dict().items()}), path)
+
+    class Net(BaseModule):
+
+        def __init__(self):
+            super().__init__(
+                init_cfg=dict(
+                    type='Pretrained', checkpoint=path, prefix='backbone.'))
+            self.layers = torch.nn.Sequential(torch.nn.Linear(2, 2))
+
+        def forward(self, x):
+            return self.layers(x)
+
+    net = Net()
+    net.init_weights()
+    for k, v in src.state_dict().items():
+        assert torch.equal(net.layers.state_dict()[k], v)
+
+
+def test_the_fix_leaves_torch_load_safe_elsewhere(
+        mmengine_style_checkpoint):
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(mmengine_style_checkpoint)
+
+
+def test_apply_is_idempotent():
+    compat.apply()
+    first = mmengine_checkpoint.torch
+    compat.apply()
+    assert mmengine_checkpoint.torch is first
+    assert mmengine_checkpoint.torch.Tensor is torch.Tensor
+
+
+def test_missing_pkg_resources_is_a_clear_error(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, 'find_spec', lambda name, *a: None
+        if name == 'pkg_resources' else real_find_spec(name, *a))
+    with pytest.raises(compat.StackError, match='setuptools<82'):
+        compat.check_stack()
+
+
+def test_mmcv_without_ops_is_a_clear_error(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, 'find_spec', lambda name, *a: None
+        if name == 'mmcv._ext' else real_find_spec(name, *a))
+    with pytest.raises(compat.StackError, match='compiled ops'):
+        compat.check_stack()
+
+
+@pytest.mark.parametrize('version', ['2.2.0', '1.7.2'])
+def test_mmcv_version_mmdet_rejects_is_a_clear_error(monkeypatch, version):
+    import mmcv
+    monkeypatch.setattr(mmcv, '__version__', version)
+    with pytest.raises(compat.StackError, match='mmcv < 2.2.0'):
+        compat.check_stack()
+
+
+def test_mmdet_and_mmpretrain_bases_resolve(repo_root):
+    """``mmdet::``/``mmpretrain::`` bases need pkg_resources (setuptools<82)."""
+    from mmengine.config import Config
+    det = Config.fromfile(f'{repo_root}/configs/retinanet_r18_shapes.py')
+    assert det.model.type == 'RetinaNet' and det.default_scope == 'mmdet'
+    cls = Config.fromfile(f'{repo_root}/configs/pretrain/resnet18_shapes.py')
+    assert cls.model.type == 'ImageClassifier'
+    assert cls.default_scope == 'mmpretrain'
+
+
+def test_coco_metric_runs_on_pinned_numpy(tiny_shapes):
+    """numpy 2.4 removed names some mm* modules use; CocoMetric (the
+    detection path) must work on the pinned numpy: ground truth scored as
+    predictions gives mAP 1."""
+    from mmdet.evaluation import CocoMetric
+    from pycocotools.coco import COCO
+    ann_file = f'{tiny_shapes}/det/annotations/instances_val.json'
+    coco = COCO(ann_file)
+    metric = CocoMetric(ann_file=ann_file, metric='bbox')
+    metric.dataset_meta = dict(
+        classes=('circle', 'square', 'triangle', 'cross'))
+    samples = []
+    for img_id in coco.getImgIds():
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=img_id))
+        boxes = torch.tensor([[a['bbox'][0], a['bbox'][1],
+                               a['bbox'][0] + a['bbox'][2],
+                               a['bbox'][1] + a['bbox'][3]] for a in anns])
+        samples.append(
+            dict(
+                img_id=img_id,
+                ori_shape=(128, 128),
+                pred_instances=dict(
+                    bboxes=boxes.reshape(-1, 4),
+                    scores=torch.ones(len(anns)),
+                    labels=torch.tensor(
+                        [a['category_id'] - 1 for a in anns],
+                        dtype=torch.long))))
+    metric.process({}, samples)
+    results = metric.evaluate(len(samples))
+    assert results['coco/bbox_mAP'] == pytest.approx(1.0)

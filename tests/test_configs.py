@@ -1,0 +1,62 @@
+"""Every config under configs/ (but _base_) loads, builds its model and runs a
+training step's loss and a prediction on a tiny batch."""
+import glob
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope, init_default_scope
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIGS = sorted(
+    osp.relpath(p, REPO)
+    for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
+    if '_base_' not in p)
+
+
+def test_configs_are_found():
+    assert 'configs/retinanet_r18_shapes.py' in CONFIGS
+    assert 'configs/pretrain/resnet18_shapes.py' in CONFIGS
+
+
+def _batch(scope):
+    from mmengine.structures import InstanceData
+    img = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
+    if scope == 'mmdet':
+        from mmdet.structures import DetDataSample
+        sample = DetDataSample(
+            metainfo=dict(img_shape=(64, 64), pad_shape=(64, 64),
+                          ori_shape=(64, 64), scale_factor=(1., 1.)))
+        sample.gt_instances = InstanceData(
+            bboxes=torch.tensor([[8., 10., 40., 44.]]),
+            labels=torch.tensor([2]))
+    else:
+        from mmpretrain.structures import DataSample
+        sample = DataSample().set_gt_label(2)
+    return dict(inputs=[img], data_samples=[sample])
+
+
+@pytest.mark.parametrize('config', CONFIGS)
+def test_config_builds_and_runs(config):
+    cfg = Config.fromfile(osp.join(REPO, config))
+    scope = cfg.default_scope
+    init_default_scope(scope)
+    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
+    model_cfg = cfg.model
+    if 'data_preprocessor' in cfg and 'data_preprocessor' not in model_cfg:
+        model_cfg.data_preprocessor = cfg.data_preprocessor
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope(scope):
+        model = registry.build(model_cfg)  # init_cfg is not applied
+        data = model.data_preprocessor(_batch(scope), True)
+        losses = model(**data, mode='loss')
+        total = sum(v.sum() for k, v in losses.items()
+                    if 'loss' in k and isinstance(v, torch.Tensor))
+        assert torch.isfinite(total)
+        total.backward()
+        model.eval()
+        with torch.no_grad():
+            preds = model(**model.data_preprocessor(_batch(scope), False),
+                          mode='predict')
+    assert len(preds) == 1

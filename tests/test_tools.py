@@ -1,0 +1,53 @@
+"""The command-line tools' argument handling and the config helpers they
+share (fast; the end-to-end runs are in test_tools_e2e.py)."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mmlgc.utils.config import load_config
+
+
+def run_tool(repo_root, *args):
+    return subprocess.run([sys.executable, *args],
+                          cwd=repo_root,
+                          capture_output=True,
+                          text=True)
+
+
+def test_amp_on_cpu_is_a_clear_error(repo_root, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip('a GPU is present')
+    result = run_tool(repo_root, 'tools/train.py',
+                      'configs/retinanet_r18_shapes.py', '--amp',
+                      '--work-dir', str(tmp_path))
+    assert result.returncode != 0
+    assert '--amp needs a CUDA GPU' in result.stderr
+
+
+def test_test_tool_rejects_missing_checkpoint(repo_root, tmp_path):
+    result = run_tool(repo_root, 'tools/test.py',
+                      'configs/retinanet_r18_shapes.py',
+                      str(tmp_path / 'nope.pth'))
+    assert result.returncode != 0
+    assert 'checkpoint not found' in result.stderr
+
+
+def test_load_config_work_dir_priority(repo_root, tmp_path):
+    path = f'{repo_root}/configs/retinanet_r18_shapes.py'
+    assert load_config(path).work_dir == './work_dirs/retinanet_r18_shapes'
+    assert load_config(path, work_dir=str(tmp_path)).work_dir == str(tmp_path)
+
+
+def test_zero_workers_turns_persistence_off(repo_root):
+    cfg = load_config(
+        f'{repo_root}/configs/retinanet_r18_shapes.py',
+        cfg_options={
+            'train_dataloader.num_workers': 0,
+            'train_dataloader.persistent_workers': True,
+            'val_dataloader.num_workers': 2,
+            'val_dataloader.persistent_workers': True,
+        })
+    assert cfg.train_dataloader.persistent_workers is False
+    assert cfg.val_dataloader.persistent_workers is True
