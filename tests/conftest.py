@@ -1,4 +1,6 @@
 import os.path as osp
+import subprocess
+import sys
 
 import pytest
 
@@ -25,3 +27,17 @@ def tiny_shapes(tmp_path_factory):
                        num_cls_val=32)
     make_shapes(root, cfg)
     return root
+
+
+@pytest.fixture(scope='session')
+def run_tool():
+    """Run a repository script (``tools/...``) as a user would, from the
+    repository root, with this interpreter."""
+
+    def run(*args):
+        return subprocess.run([sys.executable, *args],
+                              cwd=REPO,
+                              capture_output=True,
+                              text=True)
+
+    return run

@@ -46,7 +46,7 @@ def test_pretrained_init_cfg_loads_mmengine_checkpoint(tmp_path):
     path = str(tmp_path / 'backbone.pth')
     save_checkpoint(
         dict(meta=dict(seed=np.int64(3)),
-             state_dict={'backbone.' + k: v
+             state_dict={'backbone.layers.' + k: v
                          for k, v in src.state_dict().items()}), path)
 
     class Net(BaseModule):

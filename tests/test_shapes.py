@@ -115,3 +115,15 @@ def test_cli_writes_the_same_as_the_api(tmp_path, repo_root):
     assert tree_digest(out) == tree_digest(tmp_path / 'api')
     info = json.load(open(out / 'det/annotations/instances_val.json'))['info']
     assert info['config']['num_train'] == 6
+
+
+@pytest.mark.parametrize('bad', [
+    dict(min_shapes=3, max_shapes=2),
+    dict(min_size=60, max_size=40),
+    dict(max_size=200),
+    dict(num_val=0),
+    dict(max_overlap=1.5),
+])
+def test_impossible_parameters_are_refused(bad):
+    with pytest.raises(ValueError, match='impossible shapes data'):
+        ShapesConfig(**bad)

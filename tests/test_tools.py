@@ -1,33 +1,23 @@
 """The command-line tools' argument handling and the config helpers they
 share (fast; the end-to-end runs are in test_tools_e2e.py)."""
-import subprocess
-import sys
-
 import pytest
 import torch
 
 from mmlgc.utils.config import load_config
 
 
-def run_tool(repo_root, *args):
-    return subprocess.run([sys.executable, *args],
-                          cwd=repo_root,
-                          capture_output=True,
-                          text=True)
-
-
-def test_amp_on_cpu_is_a_clear_error(repo_root, tmp_path):
+def test_amp_on_cpu_is_a_clear_error(run_tool, tmp_path):
     if torch.cuda.is_available():
         pytest.skip('a GPU is present')
-    result = run_tool(repo_root, 'tools/train.py',
+    result = run_tool('tools/train.py',
                       'configs/retinanet_r18_shapes.py', '--amp',
                       '--work-dir', str(tmp_path))
     assert result.returncode != 0
     assert '--amp needs a CUDA GPU' in result.stderr
 
 
-def test_test_tool_rejects_missing_checkpoint(repo_root, tmp_path):
-    result = run_tool(repo_root, 'tools/test.py',
+def test_test_tool_rejects_missing_checkpoint(run_tool, tmp_path):
+    result = run_tool('tools/test.py',
                       'configs/retinanet_r18_shapes.py',
                       str(tmp_path / 'nope.pth'))
     assert result.returncode != 0

@@ -17,12 +17,6 @@ import torch
 pytestmark = pytest.mark.slow
 
 
-def run_tool(repo_root, *args):
-    return subprocess.run([sys.executable, *args],
-                          cwd=repo_root,
-                          capture_output=True,
-                          text=True)
-
 
 def data_options(tiny_shapes, task):
     root = f'{tiny_shapes}/{task}/'
@@ -36,10 +30,9 @@ def data_options(tiny_shapes, task):
 
 
 @pytest.fixture(scope='module')
-def pretrained_backbone(tmp_path_factory, tiny_shapes, repo_root):
+def pretrained_backbone(tmp_path_factory, tiny_shapes, run_tool):
     work_dir = str(tmp_path_factory.mktemp('pretrain'))
-    result = run_tool(
-        repo_root, 'tools/train.py', 'configs/pretrain/resnet18_shapes.py',
+    result = run_tool('tools/train.py', 'configs/pretrain/resnet18_shapes.py',
         '--work-dir', work_dir, '--cfg-options', 'train_cfg.max_epochs=1',
         *data_options(tiny_shapes, 'cls'))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -54,9 +47,25 @@ def test_pretrain_checkpoint_has_backbone_keys(pretrained_backbone):
     assert state['head.fc.weight'].shape == (4, 512)
 
 
+def test_classifier_tests_with_accuracy(pretrained_backbone, tiny_shapes,
+                                        run_tool, tmp_path):
+    """The same tools/test.py evaluates an mmpretrain config."""
+    out = str(tmp_path / 'preds.pkl')
+    result = run_tool('tools/test.py',
+                      'configs/pretrain/resnet18_shapes.py',
+                      pretrained_backbone, '--work-dir', str(tmp_path),
+                      '--out', out, '--cfg-options',
+                      *data_options(tiny_shapes, 'cls'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'accuracy/top1:' in result.stdout + result.stderr
+    with open(out, 'rb') as f:
+        assert len(pickle.load(f)) == 32
+
+
 @pytest.mark.parametrize('config', ['retinanet_r18_shapes'])
 def test_train_interrupt_resume_and_test(config, tmp_path, tiny_shapes,
-                                         repo_root, pretrained_backbone):
+                                         repo_root, run_tool,
+                                         pretrained_backbone):
     work_dir = str(tmp_path / config)
     options = [
         '--cfg-options', 'train_cfg.max_epochs=3', 'train_cfg.val_interval=3',
@@ -85,7 +94,7 @@ def test_train_interrupt_resume_and_test(config, tmp_path, tiny_shapes,
     assert not osp.isfile(osp.join(work_dir, 'epoch_3.pth'))
 
     # Resume from the work dir's latest checkpoint and finish.
-    result = run_tool(repo_root, *train[1:], '--resume', *options)
+    result = run_tool(*train[1:], '--resume', *options)
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stdout + result.stderr
     assert 'resumed epoch: 1' in log
@@ -96,7 +105,7 @@ def test_train_interrupt_resume_and_test(config, tmp_path, tiny_shapes,
 
     # Test with COCO mAP, dump predictions.
     out = str(tmp_path / 'preds.pkl')
-    result = run_tool(repo_root, 'tools/test.py', f'configs/{config}.py',
+    result = run_tool('tools/test.py', f'configs/{config}.py',
                       final, '--work-dir', str(tmp_path / 'test'), '--out',
                       out, '--cfg-options', *data_options(tiny_shapes, 'det'))
     assert result.returncode == 0, result.stderr[-3000:]

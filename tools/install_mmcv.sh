@@ -20,8 +20,8 @@ fi
 
 if [ -n "${WHEELHOUSE:-}" ]; then
   echo "installing mmcv $VERSION from wheelhouse $WHEELHOUSE"
+  # Its dependencies come with requirements/runtime.txt (make install).
   "$PYTHON" -m pip install --no-index --find-links "$WHEELHOUSE" --no-deps "mmcv==$VERSION"
-  "$PYTHON" -m pip install "mmcv==$VERSION" --find-links "$WHEELHOUSE"  # its dependencies
   exit 0
 fi
 

@@ -50,6 +50,25 @@ class ShapesConfig:
     num_cls_val: int = 800
     seed: int = 0
 
+    def __post_init__(self):
+        checks = [
+            (self.image_size >= 16, 'image_size must be >= 16'),
+            (self.cls_image_size >= 16, 'cls_image_size must be >= 16'),
+            (1 <= self.min_shapes <= self.max_shapes,
+             'need 1 <= min_shapes <= max_shapes'),
+            (4 <= self.min_size <= self.max_size <= self.image_size,
+             'need 4 <= min_size <= max_size <= image_size'),
+            (0 <= self.max_overlap <= 1, 'max_overlap must be in [0, 1]'),
+            (self.clutter >= 0 and self.noise_std >= 0,
+             'clutter and noise_std must be >= 0'),
+            (min(self.num_train, self.num_val, self.num_cls_train,
+                 self.num_cls_val) >= 1, 'every split needs >= 1 image'),
+        ]
+        errors = [message for ok, message in checks if not ok]
+        if errors:
+            raise ValueError('impossible shapes data parameters: ' +
+                             '; '.join(errors))
+
 
 def _rng(cfg: ShapesConfig, task: str, split: str, index: int):
     return np.random.default_rng(

@@ -1,21 +1,34 @@
-"""Loads the compiled ``mmlgc._ext`` library, which registers ``mmlgc::*``."""
+"""Loads the compiled ``mmlgc._ext`` library, which registers ``mmlgc::*``.
+
+Without it (a source checkout that was not built), every op falls back to its
+pure-PyTorch reference, with one warning per process: correct, but without
+the speed the kernels exist for.
+"""
 import importlib
+import warnings
 
 _EXT_ERROR = None
 try:
     importlib.import_module('mmlgc._ext')
-except ImportError as e:  # not built: importing mmlgc still works
+except ImportError as e:
     _EXT_ERROR = e
+
+_warned = False
 
 
 def ext_available() -> bool:
     return _EXT_ERROR is None
 
 
-def require_ext() -> None:
-    if _EXT_ERROR is not None:
-        raise RuntimeError(
-            'mmlgc\'s compiled ops are not built (mmlgc._ext failed to import: '
-            f'{_EXT_ERROR}). Build them with `pip install -e . '
-            '--no-build-isolation` (or `make install`) from the mmlgc '
-            'checkout.') from _EXT_ERROR
+def warn_fallback() -> None:
+    """Warn, once, that the reference implementations are in use."""
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(
+            'mmlgc\'s compiled ops are not built (mmlgc._ext: '
+            f'{_EXT_ERROR}); using the slow pure-PyTorch reference. Build '
+            'them with `pip install -e . --no-build-isolation` (or `make '
+            'install`) from the mmlgc checkout.',
+            RuntimeWarning,
+            stacklevel=3)

@@ -7,7 +7,8 @@ tensor (CondenseNet's recipe, ``methods.md`` §5).
 import torch
 from torch import Tensor
 
-from ._ext_loader import ext_available, require_ext
+from . import reference
+from ._ext_loader import ext_available, warn_fallback
 
 
 def gather_channels(input: Tensor, index: Tensor) -> Tensor:
@@ -22,9 +23,11 @@ def gather_channels(input: Tensor, index: Tensor) -> Tensor:
     Returns:
         ``[N, K, H, W]`` with ``out[n, k] = input[n, index[n, k]]``.
     """
-    require_ext()
     if index.dim() == 1:
         index = index.expand(input.shape[0], -1)
+    if not ext_available():
+        warn_fallback()
+        return reference.gather_channels(input, index)
     return torch.ops.mmlgc.gather_channels(input, index)
 
 
