@@ -12,33 +12,23 @@
 namespace mmlgc {
 namespace {
 
-// Checks shared by forward and backward; returns the number of selected
-// channels K.
-int64_t check_index(const at::Tensor& index, int64_t batch, int64_t channels) {
-  TORCH_CHECK(index.scalar_type() == at::kLong,
-              "gather_channels: index must be int64, got ",
-              index.scalar_type());
-  TORCH_CHECK(index.dim() == 2 && index.size(0) == batch,
-              "gather_channels: index must have shape [N, K] with N = ", batch,
-              ", got ", index.sizes());
+void check_index_range(const at::Tensor& index, int64_t channels) {
   const auto* idx = index.data_ptr<int64_t>();
   for (int64_t i = 0; i < index.numel(); ++i) {
-    TORCH_CHECK(idx[i] >= 0 && idx[i] < channels,
-                "gather_channels: index ", idx[i], " out of range for ",
-                channels, " channels");
+    TORCH_CHECK(idx[i] >= 0 && idx[i] < channels, "gather_channels: index ",
+                idx[i], " out of range for ", channels, " channels");
   }
-  return index.size(1);
 }
 
 at::Tensor gather_channels_cpu(const at::Tensor& input,
                                const at::Tensor& index) {
-  TORCH_CHECK(input.dim() == 4, "gather_channels: input must be [N, C, H, W]",
-              ", got ", input.sizes());
+  check_gather_args("gather_channels", input, index);
   const auto x = input.contiguous();
   const auto idx = index.contiguous();
   const int64_t batch = x.size(0), channels = x.size(1);
   const int64_t plane = x.size(2) * x.size(3);
-  const int64_t selected = check_index(idx, batch, channels);
+  const int64_t selected = idx.size(1);
+  check_index_range(idx, channels);
   auto out = at::empty({batch, selected, x.size(2), x.size(3)}, x.options());
   if (out.numel() == 0) return out;
 
@@ -65,15 +55,12 @@ at::Tensor gather_channels_cpu(const at::Tensor& input,
 at::Tensor gather_channels_backward_cpu(const at::Tensor& grad,
                                         const at::Tensor& index,
                                         int64_t channels) {
-  TORCH_CHECK(grad.dim() == 4,
-              "gather_channels_backward: grad must be [N, K, H, W]");
+  check_gather_backward_args(grad, index, channels);
   const auto g = grad.contiguous();
   const auto idx = index.contiguous();
   const int64_t batch = g.size(0), plane = g.size(2) * g.size(3);
-  const int64_t selected = check_index(idx, batch, channels);
-  TORCH_CHECK(g.size(1) == selected,
-              "gather_channels_backward: grad has ", g.size(1),
-              " channels but index selects ", selected);
+  const int64_t selected = idx.size(1);
+  check_index_range(idx, channels);
   auto grad_input =
       at::zeros({batch, channels, g.size(2), g.size(3)}, g.options());
   if (grad_input.numel() == 0) return grad_input;

@@ -19,18 +19,13 @@ int64_t blocks_for(int64_t elements) {
 }
 
 // A bad index would fault inside the kernel, so the range is validated before
-// the launch (one min/max reduction, as index_select does in debug builds).
-void check_index(const at::Tensor& index, int64_t batch, int64_t channels) {
-  TORCH_CHECK(index.scalar_type() == at::kLong,
-              "gather_channels: index must be int64");
-  TORCH_CHECK(index.dim() == 2 && index.size(0) == batch,
-              "gather_channels: index must have shape [N, K] with N = ", batch);
-  if (index.numel() > 0) {
-    TORCH_CHECK(index.min().item<int64_t>() >= 0 &&
-                    index.max().item<int64_t>() < channels,
-                "gather_channels: index out of range for ", channels,
-                " channels");
-  }
+// the launch (one min/max reduction and a sync).
+void check_index_range(const at::Tensor& index, int64_t channels) {
+  if (index.numel() == 0) return;
+  TORCH_CHECK(index.min().item<int64_t>() >= 0 &&
+                  index.max().item<int64_t>() < channels,
+              "gather_channels: index out of range for ", channels,
+              " channels");
 }
 
 template <typename scalar_t>
@@ -67,15 +62,14 @@ __global__ void gather_channels_backward_kernel(
 
 at::Tensor gather_channels_cuda(const at::Tensor& input,
                                 const at::Tensor& index) {
-  TORCH_CHECK(input.dim() == 4, "gather_channels: input must be [N, C, H, W]");
-  TORCH_CHECK(index.is_cuda(), "gather_channels: index must be on the GPU");
+  check_gather_args("gather_channels", input, index);
   c10::cuda::CUDAGuard guard(input.device());
   const auto x = input.contiguous();
   const auto idx = index.contiguous();
   const int64_t batch = x.size(0), channels = x.size(1);
   const int64_t plane = x.size(2) * x.size(3);
-  check_index(idx, batch, channels);
   const int64_t selected = idx.size(1);
+  check_index_range(idx, channels);
   auto out = at::empty({batch, selected, x.size(2), x.size(3)}, x.options());
   const int64_t total = out.numel();
   if (total == 0) return out;
@@ -94,17 +88,13 @@ at::Tensor gather_channels_cuda(const at::Tensor& input,
 at::Tensor gather_channels_backward_cuda(const at::Tensor& grad,
                                          const at::Tensor& index,
                                          int64_t channels) {
-  TORCH_CHECK(grad.dim() == 4,
-              "gather_channels_backward: grad must be [N, K, H, W]");
+  check_gather_backward_args(grad, index, channels);
   c10::cuda::CUDAGuard guard(grad.device());
   const auto g = grad.contiguous();
   const auto idx = index.contiguous();
   const int64_t batch = g.size(0), plane = g.size(2) * g.size(3);
-  check_index(idx, batch, channels);
   const int64_t selected = idx.size(1);
-  TORCH_CHECK(g.size(1) == selected,
-              "gather_channels_backward: grad has ", g.size(1),
-              " channels but index selects ", selected);
+  check_index_range(idx, channels);
   auto grad_input =
       at::zeros({batch, channels, g.size(2), g.size(3)}, g.options());
   const int64_t total = g.numel();
