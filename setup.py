@@ -114,5 +114,4 @@ setup(
     ext_modules=make_extensions(),
     cmdclass=get_cmdclass(),
     zip_safe=False,
-    license='Apache License 2.0',
 )

@@ -7,12 +7,6 @@ import pytest
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        'markers', 'slow: end-to-end runs (minutes); CI runs them too, '
-        '`-m "not slow"` is the fast subset')
-
-
 @pytest.fixture(scope='session')
 def repo_root():
     return REPO
