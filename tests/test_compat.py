@@ -80,21 +80,16 @@ def test_apply_is_idempotent():
     assert mmengine_checkpoint.torch.Tensor is torch.Tensor
 
 
-def test_missing_pkg_resources_is_a_clear_error(monkeypatch):
+@pytest.mark.parametrize('module, message', [
+    ('pkg_resources', 'setuptools<82'),
+    ('mmcv._ext', 'compiled ops'),
+])
+def test_missing_module_is_a_clear_error(monkeypatch, module, message):
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, 'find_spec', lambda name, *a: None
-        if name == 'pkg_resources' else real_find_spec(name, *a))
-    with pytest.raises(compat.StackError, match='setuptools<82'):
-        compat.check_stack()
-
-
-def test_mmcv_without_ops_is_a_clear_error(monkeypatch):
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, 'find_spec', lambda name, *a: None
-        if name == 'mmcv._ext' else real_find_spec(name, *a))
-    with pytest.raises(compat.StackError, match='compiled ops'):
+        if name == module else real_find_spec(name, *a))
+    with pytest.raises(compat.StackError, match=message):
         compat.check_stack()
 
 
