@@ -80,7 +80,10 @@ def default_tta(cfg):
     while 'dataset' in test_data_cfg:
         test_data_cfg = test_data_cfg['dataset']
     pipeline = deepcopy(test_data_cfg.pipeline)
-    flips = [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)]
+    flips = [
+        dict(type='RandomFlip', prob=1., direction='horizontal'),
+        dict(type='RandomFlip', prob=0., direction='horizontal')
+    ]
     if is_detection(cfg):
         model = dict(
             type='DetTTAModel',
@@ -92,10 +95,6 @@ def default_tta(cfg):
                        'scale_factor', 'flip', 'flip_direction'))
     else:
         model = dict(type='mmpretrain.AverageClsScoreTTA')
-        flips = [
-            dict(type='RandomFlip', prob=1., direction='horizontal'),
-            dict(type='RandomFlip', prob=0., direction='horizontal')
-        ]
         pack = pipeline[-1]
     pipeline[-1] = dict(type='TestTimeAug', transforms=[flips, [pack]])
     return model, pipeline
