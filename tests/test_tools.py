@@ -41,3 +41,12 @@ def test_zero_workers_turns_persistence_off(repo_root):
         })
     assert cfg.train_dataloader.persistent_workers is False
     assert cfg.val_dataloader.persistent_workers is True
+
+
+def test_test_tool_rejects_non_pickle_out(run_tool, tmp_path):
+    ckpt = tmp_path / 'model.pth'
+    ckpt.write_bytes(b'')
+    result = run_tool('tools/test.py', 'configs/retinanet_r18_shapes.py',
+                      str(ckpt), '--out', str(tmp_path / 'preds.json'))
+    assert result.returncode != 0
+    assert '--out must be a .pkl file' in result.stderr

@@ -101,8 +101,6 @@ def default_tta(cfg):
 
 
 def dump_metric(cfg, out_file):
-    if not out_file.endswith(('.pkl', '.pickle')):
-        raise SystemExit(f'--out must be a .pkl file, got {out_file}')
     if is_detection(cfg):
         from mmdet.evaluation import DumpDetResults
         return DumpDetResults(out_file_path=out_file)
@@ -115,6 +113,8 @@ def main():
                       args.launcher)
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint not found: {args.checkpoint}')
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        raise SystemExit(f'--out must be a .pkl file, got {args.out}')
     cfg.load_from = args.checkpoint
 
     if args.show or args.show_dir:
