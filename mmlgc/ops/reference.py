@@ -3,7 +3,11 @@
 The compiled kernels (``csrc/``) are tested against these for exact equality;
 they are also the readable specification of each op.
 """
+from typing import Optional, Sequence
+
 import torch
+import torch.nn.functional as F
+from torch.nn.modules.utils import _pair
 
 
 def gather_channels(input: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -11,3 +15,70 @@ def gather_channels(input: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     ``[N, C, H, W]`` and ``index`` of shape ``[N, K]`` (duplicates allowed)."""
     batch = torch.arange(input.shape[0], device=input.device)[:, None]
     return input[batch, index]
+
+
+def conv_output_size(size, kernel_size, stride, padding, dilation) -> tuple:
+    """``(out_h, out_w)`` of a conv over an ``(h, w)`` input."""
+    return tuple((s + 2 * p - d * (k - 1) - 1) // st + 1 for s, k, st, p, d in
+                 zip(size, _pair(kernel_size), _pair(stride), _pair(padding),
+                     _pair(dilation)))
+
+
+def dynamic_group_conv(input: torch.Tensor,
+                       weight: torch.Tensor,
+                       bias: Optional[torch.Tensor],
+                       mask: torch.Tensor,
+                       out_mask: Optional[torch.Tensor] = None,
+                       stride=1,
+                       padding=0,
+                       dilation=1) -> torch.Tensor:
+    """The masked form the MSGC and DGC references train with: the input is
+    replicated once per group, multiplied by that group's mask ``[N, G, C]``
+    and convolved by one ``groups=G`` conv with the dense ``[O, C, kh, kw]``
+    weight (memory x G, dense compute). Output channels whose ``out_mask``
+    ``[N, O]`` entry is zero are zero (bias included). Differentiable in every
+    argument, the masks included."""
+    groups = mask.shape[1]
+    replicated = (input.unsqueeze(1) * mask[:, :, :, None, None]).flatten(1, 2)
+    out = F.conv2d(replicated, weight, bias, _pair(stride), _pair(padding),
+                   _pair(dilation), groups)
+    if out_mask is not None:
+        out = torch.where(out_mask[:, :, None, None] != 0, out,
+                          out.new_zeros(()))
+    return out
+
+
+def ragged_group_conv(input: torch.Tensor,
+                      weight: torch.Tensor,
+                      bias: Optional[torch.Tensor],
+                      in_index: torch.Tensor,
+                      in_sizes: Sequence[int],
+                      out_sizes: Sequence[int],
+                      kernel_size,
+                      stride=1,
+                      padding=0,
+                      dilation=1) -> torch.Tensor:
+    """One ``F.conv2d`` per group: group ``g`` convolves the channels
+    ``in_index[sum(in_sizes[:g]) : +in_sizes[g]]`` with its
+    ``[out_sizes[g], in_sizes[g], kh, kw]`` block of the flat ``weight``; the
+    groups' outputs are concatenated in order."""
+    kh, kw = _pair(kernel_size)
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    out_h, out_w = conv_output_size(input.shape[2:], (kh, kw), stride,
+                                    padding, dilation)
+    outs, first_in, first_weight = [], 0, 0
+    for c, o in zip(in_sizes, out_sizes):
+        if c == 0:  # reads nothing: zero (plus bias below)
+            outs.append(input.new_zeros(input.shape[0], o, out_h, out_w))
+        else:
+            block = weight[first_weight:first_weight + o * c * kh * kw]
+            outs.append(
+                F.conv2d(input[:, in_index[first_in:first_in + c]],
+                         block.view(o, c, kh, kw), None, stride, padding,
+                         dilation))
+        first_in += c
+        first_weight += o * c * kh * kw
+    out = torch.cat(outs, 1)
+    if bias is not None:
+        out = out + bias[:, None, None]
+    return out

@@ -11,6 +11,33 @@ TORCH_LIBRARY(mmlgc, m) {
   m.def(
       "gather_channels_backward(Tensor grad, Tensor index, SymInt channels) "
       "-> Tensor");
+
+  // Output group g (channels [g*O/G, (g+1)*O/G)) of sample n is the conv of
+  // input[n] * mask[n, g] with those weight rows; out_mask [N, O] (optional)
+  // marks the output channels to compute, the others are zero. Only active
+  // (input, output) channel pairs are computed.
+  m.def(
+      "dynamic_group_conv(Tensor input, Tensor weight, Tensor? bias, "
+      "Tensor mask, Tensor? out_mask, int[2] stride, int[2] padding, "
+      "int[2] dilation) -> Tensor");
+  m.def(
+      "dynamic_group_conv_backward(Tensor grad_out, Tensor input, "
+      "Tensor weight, Tensor mask, Tensor? out_mask, int[2] stride, "
+      "int[2] padding, int[2] dilation, bool[3] output_mask) "
+      "-> (Tensor, Tensor, Tensor)");
+  // Static groups of unequal sizes: group g reads the in_sizes[g] input
+  // channels listed next in in_index (sets may overlap) and writes the next
+  // out_sizes[g] output channels; weight packs each group's
+  // [out_sizes[g], in_sizes[g], kh, kw] block, flattened, in group order.
+  m.def(
+      "ragged_group_conv(Tensor input, Tensor weight, Tensor? bias, "
+      "Tensor in_index, int[] in_sizes, int[] out_sizes, int[2] kernel_size, "
+      "int[2] stride, int[2] padding, int[2] dilation) -> Tensor");
+  m.def(
+      "ragged_group_conv_backward(Tensor grad_out, Tensor input, "
+      "Tensor weight, Tensor in_index, int[] in_sizes, int[] out_sizes, "
+      "int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, "
+      "bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
 }
 
 // `import mmlgc._ext` loads this library and thereby registers the ops; the

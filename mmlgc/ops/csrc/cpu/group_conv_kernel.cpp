@@ -1,0 +1,373 @@
+// CPU forward of the group conv plans (dynamic and ragged ops): a direct
+// convolution that reads only the input channels a task lists.
+//
+// 1. Gather: every input channel some task of sample n reads is copied once
+//    into a zero-padded buffer, split into stride_h * stride_w phase planes,
+//    so that each kernel tap becomes a *contiguous* read at a fixed offset
+//    from the output position (flattened over rows of width `plane_w`;
+//    the plane_w - out_w extra columns per row are computed and dropped).
+// 2. Compute: each work item is (task, block of R output channels, run of
+//    output tiles of V vectors). Its weights are packed as [c][tap][R] with
+//    the input scale folded in, and a register-blocked micro-kernel does
+//    R x V vector FMAs per (input channel, tap): V loads and R broadcasts.
+// The micro-kernel is compiled for AVX-512, AVX2 and baseline SIMD and picked
+// at run time. Items are handed out dynamically: tasks differ in size.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <vector>
+
+#include "../common/group_conv.h"
+
+#define MMLGC_INLINE inline __attribute__((always_inline))
+
+namespace mmlgc {
+namespace {
+
+// Output tiles per work item: amortises the weight packing of an item over
+// several tiles while leaving enough items to balance threads.
+constexpr int64_t kTilesPerItem = 4;
+
+struct Layout {
+  int64_t plane_w = 0;     // row width of a phase plane (>= out_w)
+  int64_t positions = 0;   // out_h * plane_w flattened output positions
+  int64_t plane_len = 0;   // elements per phase plane, incl. zero tail
+  int64_t phases = 0;      // stride_h * stride_w
+  int64_t plane_h = 0;     // rows of a phase plane holding data
+  std::vector<int64_t> tap_offset;  // per tap: phase plane + row/col shift
+};
+
+Layout make_layout(const ConvGeometry& g, int64_t tile) {
+  Layout l;
+  const int64_t shift_h = (g.kernel_h - 1) * g.dilation_h / g.stride_h;
+  const int64_t shift_w = (g.kernel_w - 1) * g.dilation_w / g.stride_w;
+  l.plane_w = g.out_w + shift_w;
+  l.plane_h = g.out_h + shift_h;
+  l.positions = g.out_h * l.plane_w;
+  l.phases = g.stride_h * g.stride_w;
+  const int64_t tiles = (l.positions + tile - 1) / tile;
+  // The last tile reads past the last position by up to the largest shift.
+  l.plane_len = std::max(tiles * tile + shift_h * l.plane_w + shift_w,
+                         l.plane_h * l.plane_w);
+  l.plane_len = (l.plane_len + 15) / 16 * 16;
+  for (int64_t i = 0; i < g.kernel_h; ++i) {
+    for (int64_t j = 0; j < g.kernel_w; ++j) {
+      const int64_t dy = i * g.dilation_h, dx = j * g.dilation_w;
+      const int64_t phase = (dy % g.stride_h) * g.stride_w + dx % g.stride_w;
+      l.tap_offset.push_back(phase * l.plane_len +
+                             (dy / g.stride_h) * l.plane_w + dx / g.stride_w);
+    }
+  }
+  return l;
+}
+
+// Copies input channel (n, c) into its phase planes, zero-padded.
+template <typename T>
+void gather_channel(const T* src, int64_t stride_y, int64_t stride_x,
+                    const ConvGeometry& g, const Layout& l, T* dst) {
+  for (int64_t a = 0; a < g.stride_h; ++a) {
+    for (int64_t b = 0; b < g.stride_w; ++b) {
+      T* plane = dst + (a * g.stride_w + b) * l.plane_len;
+      for (int64_t i = 0; i < l.plane_h; ++i) {
+        T* row = plane + i * l.plane_w;
+        const int64_t y = i * g.stride_h + a - g.pad_h;
+        if (y < 0 || y >= g.in_h) {
+          std::fill(row, row + l.plane_w, T(0));
+          continue;
+        }
+        const T* src_row = src + y * stride_y;
+        for (int64_t j = 0; j < l.plane_w; ++j) {
+          const int64_t x = j * g.stride_w + b - g.pad_w;
+          row[j] = (x >= 0 && x < g.in_w) ? src_row[x * stride_x] : T(0);
+        }
+      }
+      std::fill(plane + l.plane_h * l.plane_w, plane + l.plane_len, T(0));
+    }
+  }
+}
+
+struct WorkItem {
+  int64_t task, out_first, tile_first, tile_end;
+};
+
+template <typename T>
+struct Context {
+  const GroupConvPlan* plan;
+  const ConvGeometry* geo;
+  const Layout* layout;
+  const T* gathered;             // [slots][phases][plane_len]
+  const int64_t* entry_slot;     // per plan input entry: its gathered slot
+  const T* weight;               // flat
+  const T* bias;                 // or nullptr
+  T* out;                        // [N, O, out_h, out_w]
+  const WorkItem* items;
+};
+
+template <typename T, int VW, int R, int V>
+MMLGC_INLINE void micro_tile(const T* const* chans, int64_t in_count,
+                             const int64_t* tap_offset, int64_t taps,
+                             const T* wpack, int64_t q0, T* tile) {
+  typedef T vec __attribute__((vector_size(VW * sizeof(T))));
+  vec acc[R][V];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (int v = 0; v < V; ++v) acc[r][v] = vec{} ;
+  for (int64_t c = 0; c < in_count; ++c) {
+    const T* x = chans[c] + q0;
+    const T* w = wpack + c * taps * R;
+    for (int64_t t = 0; t < taps; ++t, w += R) {
+      const T* xt = x + tap_offset[t];
+      vec xv[V];
+#pragma GCC unroll 16
+      for (int v = 0; v < V; ++v) std::memcpy(&xv[v], xt + v * VW, sizeof(vec));
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const T wr = w[r];
+#pragma GCC unroll 16
+        for (int v = 0; v < V; ++v) acc[r][v] += xv[v] * wr;
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (int v = 0; v < V; ++v)
+      std::memcpy(tile + (r * V + v) * VW, &acc[r][v], sizeof(vec));
+}
+
+template <typename T, int VW, int R, int V>
+MMLGC_INLINE void run_item(const Context<T>& ctx, int64_t index,
+                           std::vector<T>& wpack, std::vector<const T*>& chans) {
+  constexpr int64_t kTile = VW * V;
+  const auto& plan = *ctx.plan;
+  const auto& geo = *ctx.geo;
+  const auto& l = *ctx.layout;
+  const WorkItem& item = ctx.items[index];
+  const GroupConvTask& task = plan.tasks[item.task];
+  const int64_t taps = plan.taps, in_count = task.in_count;
+  const int64_t rows = std::min<int64_t>(R, task.out_count - item.out_first);
+
+  // Weights of this block, [c][tap][R], input scale folded in; rows past the
+  // block's end are zero so the micro-kernel never branches.
+  wpack.assign(std::max<int64_t>(in_count * taps * R, 1), T(0));
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* w_row =
+        ctx.weight + plan.row_offset[task.out_begin + item.out_first + r];
+    for (int64_t c = 0; c < in_count; ++c) {
+      const int64_t e = task.in_begin + c;
+      const T* w = w_row + plan.col_offset[e];
+      const T s = static_cast<T>(plan.in_scale[e]);
+      for (int64_t t = 0; t < taps; ++t) wpack[(c * taps + t) * R + r] = w[t] * s;
+    }
+  }
+  chans.resize(std::max<int64_t>(in_count, 1));
+  const int64_t chan_len = l.phases * l.plane_len;
+  for (int64_t c = 0; c < in_count; ++c) {
+    chans[c] = ctx.gathered + ctx.entry_slot[task.in_begin + c] * chan_len;
+  }
+
+  alignas(64) T tile[R * kTile];
+  const int64_t out_plane = geo.out_h * geo.out_w;
+  for (int64_t ti = item.tile_first; ti < item.tile_end; ++ti) {
+    const int64_t q0 = ti * kTile;
+    micro_tile<T, VW, R, V>(chans.data(), in_count, l.tap_offset.data(), taps,
+                            wpack.data(), q0, tile);
+    const int64_t q_end = std::min(q0 + kTile, l.positions);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t o = plan.out_channel[task.out_begin + item.out_first + r];
+      const T b = ctx.bias ? ctx.bias[o] : T(0);
+      T* dst = ctx.out + (task.sample * plan.out_channels + o) * out_plane;
+      const T* src = tile + r * kTile - q0;
+      // Copy row segments, dropping the plane_w - out_w padding columns.
+      for (int64_t q = q0; q < q_end;) {
+        const int64_t oh = q / l.plane_w, ow = q % l.plane_w;
+        const int64_t seg_end = std::min(q_end, oh * l.plane_w + geo.out_w);
+        T* d = dst + oh * geo.out_w;
+        for (int64_t p = q; p < seg_end; ++p) d[p - oh * l.plane_w] = src[p] + b;
+        q = std::max(seg_end, (oh + 1) * l.plane_w);
+        (void)ow;
+      }
+    }
+  }
+}
+
+template <typename T, int VW, int R, int V>
+MMLGC_INLINE void run_items(const Context<T>& ctx, std::atomic<int64_t>* next,
+                            int64_t count) {
+  std::vector<T> wpack;
+  std::vector<const T*> chans;
+  for (int64_t i = next->fetch_add(1); i < count; i = next->fetch_add(1)) {
+    run_item<T, VW, R, V>(ctx, i, wpack, chans);
+  }
+}
+
+template <typename T>
+using RunItems = void (*)(const Context<T>&, std::atomic<int64_t>*, int64_t);
+
+// One register-blocking choice of the micro-kernel for an instruction set.
+template <typename T>
+struct Kernel {
+  int64_t rows, tile;  // R and V * VW
+  RunItems<T> run;
+};
+
+#if defined(__x86_64__) || defined(__i386__)
+template <typename T, int R, int V>
+__attribute__((target("avx512f,fma"))) void run_avx512(
+    const Context<T>& ctx, std::atomic<int64_t>* next, int64_t count) {
+  run_items<T, 64 / sizeof(T), R, V>(ctx, next, count);
+}
+
+template <typename T, int R, int V>
+__attribute__((target("avx2,fma"))) void run_avx2(
+    const Context<T>& ctx, std::atomic<int64_t>* next, int64_t count) {
+  run_items<T, 32 / sizeof(T), R, V>(ctx, next, count);
+}
+#endif
+
+template <typename T, int R, int V>
+void run_baseline(const Context<T>& ctx, std::atomic<int64_t>* next,
+                  int64_t count) {
+  run_items<T, 16 / sizeof(T), R, V>(ctx, next, count);
+}
+
+// Register blockings per instruction set: 24 accumulators of 32 AVX-512
+// registers, 12 of 16 AVX2 ones. Both shapes of a set are tried on the plan
+// and the one wasting the fewest padded rows/positions wins (small feature
+// maps favour long tiles, narrow groups short ones).
+template <typename T>
+std::vector<Kernel<T>> kernels_for_cpu() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) {
+    constexpr int64_t vw = 64 / sizeof(T);
+    return {{8, 3 * vw, run_avx512<T, 8, 3>}, {6, 4 * vw, run_avx512<T, 6, 4>}};
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    constexpr int64_t vw = 32 / sizeof(T);
+    return {{4, 3 * vw, run_avx2<T, 4, 3>}, {3, 4 * vw, run_avx2<T, 3, 4>}};
+  }
+#endif
+  constexpr int64_t vw = 16 / sizeof(T);
+  return {{4, 2 * vw, run_baseline<T, 4, 2>}};
+}
+
+template <typename T>
+Kernel<T> pick_kernel(const GroupConvPlan& plan, const ConvGeometry& geo) {
+  const auto kernels = kernels_for_cpu<T>();
+  Kernel<T> best = kernels.front();
+  double best_cost = -1;
+  for (const auto& k : kernels) {
+    const Layout l = make_layout(geo, k.tile);
+    const int64_t tiles = (l.positions + k.tile - 1) / k.tile;
+    double cost = 0;
+    for (const auto& t : plan.tasks) {
+      const int64_t blocks = (t.out_count + k.rows - 1) / k.rows;
+      cost += static_cast<double>(blocks * k.rows) * t.in_count * tiles * k.tile;
+    }
+    if (best_cost < 0 || cost < best_cost) {
+      best = k;
+      best_cost = cost;
+    }
+  }
+  return best;
+}
+
+template <typename T>
+void forward_impl(const at::Tensor& input, const at::Tensor& weight_flat,
+                  const std::optional<at::Tensor>& bias,
+                  const GroupConvPlan& plan, const ConvGeometry& geo,
+                  at::Tensor& out) {
+  const Kernel<T> kernel = pick_kernel<T>(plan, geo);
+  const Layout layout = make_layout(geo, kernel.tile);
+
+  // Slots of the gathered buffer: one per (sample, channel) read by a task.
+  std::vector<int64_t> slot_of(plan.batch * plan.in_channels, -1);
+  std::vector<int64_t> slot_source;  // (n * C + c) of each slot
+  std::vector<int64_t> entry_slot(plan.in_channel.size());
+  for (const auto& task : plan.tasks) {
+    for (int64_t e = task.in_begin; e < task.in_begin + task.in_count; ++e) {
+      auto& s = slot_of[task.sample * plan.in_channels + plan.in_channel[e]];
+      if (s < 0) {
+        s = slot_source.size();
+        slot_source.push_back(task.sample * plan.in_channels +
+                              plan.in_channel[e]);
+      }
+      entry_slot[e] = s;
+    }
+  }
+  const int64_t chan_len = layout.phases * layout.plane_len;
+  std::vector<T> gathered(std::max<size_t>(slot_source.size() * chan_len, 1));
+  const T* x = input.data_ptr<T>();
+  const auto st = input.strides();
+  at::parallel_for(0, slot_source.size(), 1, [&](int64_t b, int64_t e) {
+    for (int64_t s = b; s < e; ++s) {
+      const int64_t n = slot_source[s] / plan.in_channels;
+      const int64_t c = slot_source[s] % plan.in_channels;
+      gather_channel<T>(x + n * st[0] + c * st[1], st[2], st[3], geo, layout,
+                        gathered.data() + s * chan_len);
+    }
+  });
+
+  std::vector<WorkItem> items;
+  const int64_t tiles = (layout.positions + kernel.tile - 1) / kernel.tile;
+  for (size_t t = 0; t < plan.tasks.size(); ++t) {
+    for (int64_t r = 0; r < plan.tasks[t].out_count; r += kernel.rows) {
+      for (int64_t q = 0; q < tiles; q += kTilesPerItem) {
+        items.push_back({static_cast<int64_t>(t), r, q,
+                         std::min(q + kTilesPerItem, tiles)});
+      }
+    }
+  }
+  const T* b = nullptr;
+  at::Tensor bias_c;
+  if (bias) {
+    bias_c = bias->contiguous();
+    b = bias_c.data_ptr<T>();
+  }
+  const Context<T> ctx{&plan,
+                       &geo,
+                       &layout,
+                       gathered.data(),
+                       entry_slot.data(),
+                       weight_flat.data_ptr<T>(),
+                       b,
+                       out.data_ptr<T>(),
+                       items.data()};
+  std::atomic<int64_t> next{0};
+  const int64_t count = items.size();
+  at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t, int64_t) {
+    kernel.run(ctx, &next, count);
+  });
+}
+
+}  // namespace
+
+at::Tensor group_conv_forward_cpu(const at::Tensor& input,
+                                  const at::Tensor& weight_flat,
+                                  const std::optional<at::Tensor>& bias,
+                                  const GroupConvPlan& plan,
+                                  const ConvGeometry& geo) {
+  TORCH_CHECK(input.scalar_type() == at::kFloat ||
+                  input.scalar_type() == at::kDouble,
+              "mmlgc group conv (CPU): float32 and float64 are supported, got ",
+              input.scalar_type());
+  const auto opts = input.options().memory_format(at::MemoryFormat::Contiguous);
+  const std::vector<int64_t> shape{plan.batch, plan.out_channels, geo.out_h,
+                                   geo.out_w};
+  at::Tensor out =
+      plan.covers_all_outputs ? at::empty(shape, opts) : at::zeros(shape, opts);
+  if (out.numel() == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "group_conv_forward_cpu", [&] {
+    forward_impl<scalar_t>(input, weight_flat, bias, plan, geo, out);
+  });
+  return out;
+}
+
+}  // namespace mmlgc

@@ -1,0 +1,354 @@
+// Front ends of mmlgc::dynamic_group_conv and mmlgc::ragged_group_conv:
+// argument checks, plan building (host), and dispatch to the per-device
+// forward and the device-generic backward.
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "common/group_conv.h"
+
+namespace mmlgc {
+
+ConvGeometry make_geometry(const char* op, const at::Tensor& input,
+                           int64_t kernel_h, int64_t kernel_w,
+                           at::IntArrayRef stride, at::IntArrayRef padding,
+                           at::IntArrayRef dilation) {
+  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2,
+              op, ": stride, padding and dilation need two values each, got ",
+              stride, ", ", padding, ", ", dilation);
+  TORCH_CHECK(kernel_h > 0 && kernel_w > 0, op, ": empty kernel ", kernel_h,
+              "x", kernel_w);
+  TORCH_CHECK(stride[0] > 0 && stride[1] > 0, op, ": stride must be positive, got ",
+              stride);
+  TORCH_CHECK(dilation[0] > 0 && dilation[1] > 0, op,
+              ": dilation must be positive, got ", dilation);
+  TORCH_CHECK(padding[0] >= 0 && padding[1] >= 0, op,
+              ": padding must be non-negative, got ", padding);
+  ConvGeometry g;
+  g.in_h = input.size(2);
+  g.in_w = input.size(3);
+  g.kernel_h = kernel_h;
+  g.kernel_w = kernel_w;
+  g.stride_h = stride[0];
+  g.stride_w = stride[1];
+  g.pad_h = padding[0];
+  g.pad_w = padding[1];
+  g.dilation_h = dilation[0];
+  g.dilation_w = dilation[1];
+  g.out_h = (g.in_h + 2 * g.pad_h - g.dilation_h * (kernel_h - 1) - 1) /
+                g.stride_h + 1;
+  g.out_w = (g.in_w + 2 * g.pad_w - g.dilation_w * (kernel_w - 1) - 1) /
+                g.stride_w + 1;
+  TORCH_CHECK(g.out_h > 0 && g.out_w > 0, op, ": input ", g.in_h, "x", g.in_w,
+              " (padded by ", padding, ") is smaller than the dilated kernel ",
+              kernel_h, "x", kernel_w);
+  return g;
+}
+
+int64_t GroupConvPlan::macs_per_pixel() const {
+  int64_t total = 0;
+  for (const auto& t : tasks) total += t.in_count * t.out_count * taps;
+  return total;
+}
+
+namespace {
+
+void check_float_like(const char* op, const char* what, const at::Tensor& t,
+                      const at::Tensor& input) {
+  TORCH_CHECK(t.scalar_type() == input.scalar_type(), op, ": ", what,
+              " has dtype ", t.scalar_type(), " but the input has ",
+              input.scalar_type());
+  TORCH_CHECK(t.device() == input.device(), op, ": ", what, " is on ",
+              t.device(), " but the input is on ", input.device());
+}
+
+void check_common(const char* op, const at::Tensor& input,
+                  const at::Tensor& weight,
+                  const std::optional<at::Tensor>& bias) {
+  TORCH_CHECK(input.dim() == 4, op, ": expected input [N, C, H, W], got ",
+              input.sizes());
+  TORCH_CHECK(at::isFloatingType(input.scalar_type()), op,
+              ": input must be floating point, got ", input.scalar_type());
+  check_float_like(op, "weight", weight, input);
+  if (bias) {
+    check_float_like(op, "bias", *bias, input);
+    TORCH_CHECK(bias->dim() == 1, op, ": bias must be 1-D, got ",
+                bias->sizes());
+  }
+}
+
+}  // namespace
+
+void check_dynamic_group_conv_args(const char* op, const at::Tensor& input,
+                                   const at::Tensor& weight,
+                                   const std::optional<at::Tensor>& bias,
+                                   const at::Tensor& mask,
+                                   const std::optional<at::Tensor>& out_mask) {
+  check_common(op, input, weight, bias);
+  TORCH_CHECK(weight.dim() == 4 && weight.size(1) == input.size(1), op,
+              ": weight must be [O, C, kh, kw] with C = ", input.size(1),
+              " input channels, got ", weight.sizes());
+  const int64_t n = input.size(0), c = input.size(1), o = weight.size(0);
+  TORCH_CHECK(mask.dim() == 3 && mask.size(0) == n && mask.size(2) == c, op,
+              ": mask must be [N, G, C] = [", n, ", G, ", c, "], got ",
+              mask.sizes());
+  TORCH_CHECK(mask.device() == input.device(), op, ": mask is on ",
+              mask.device(), " but the input is on ", input.device());
+  const int64_t groups = mask.size(1);
+  TORCH_CHECK(groups > 0 && o % groups == 0, op, ": ", o,
+              " output channels cannot be split into ", groups,
+              " equal groups (mask has G = ", groups, ")");
+  if (bias) {
+    TORCH_CHECK(bias->size(0) == o, op, ": bias has ", bias->size(0),
+                " entries for ", o, " output channels");
+  }
+  if (out_mask) {
+    TORCH_CHECK(out_mask->dim() == 2 && out_mask->size(0) == n &&
+                    out_mask->size(1) == o,
+                op, ": out_mask must be [N, O] = [", n, ", ", o, "], got ",
+                out_mask->sizes());
+    TORCH_CHECK(out_mask->device() == input.device(), op,
+                ": out_mask is on ", out_mask->device(),
+                " but the input is on ", input.device());
+  }
+}
+
+void check_ragged_group_conv_args(const char* op, const at::Tensor& input,
+                                  const at::Tensor& weight,
+                                  const std::optional<at::Tensor>& bias,
+                                  const at::Tensor& in_index,
+                                  at::IntArrayRef in_sizes,
+                                  at::IntArrayRef out_sizes,
+                                  at::IntArrayRef kernel_size) {
+  check_common(op, input, weight, bias);
+  TORCH_CHECK(kernel_size.size() == 2, op,
+              ": kernel_size needs two values, got ", kernel_size);
+  TORCH_CHECK(in_sizes.size() == out_sizes.size() && !in_sizes.empty(), op,
+              ": in_sizes and out_sizes need one entry per group, got ",
+              in_sizes.size(), " and ", out_sizes.size());
+  TORCH_CHECK(in_index.dim() == 1 && in_index.scalar_type() == at::kLong, op,
+              ": in_index must be a 1-D int64 tensor, got ", in_index.sizes(),
+              " ", in_index.scalar_type());
+  int64_t entries = 0, indices = 0, outputs = 0;
+  for (size_t g = 0; g < in_sizes.size(); ++g) {
+    TORCH_CHECK(in_sizes[g] >= 0 && out_sizes[g] >= 0, op,
+                ": negative group size in group ", g);
+    indices += in_sizes[g];
+    outputs += out_sizes[g];
+    entries += in_sizes[g] * out_sizes[g];
+  }
+  entries *= kernel_size[0] * kernel_size[1];
+  TORCH_CHECK(in_index.numel() == indices, op, ": in_index has ",
+              in_index.numel(), " entries but in_sizes sum to ", indices);
+  TORCH_CHECK(weight.dim() == 1 && weight.numel() == entries, op,
+              ": the packed weight must be 1-D with sum_g out_sizes[g] * "
+              "in_sizes[g] * kh * kw = ",
+              entries, " entries, got ", weight.sizes());
+  if (bias) {
+    TORCH_CHECK(bias->size(0) == outputs, op, ": bias has ", bias->size(0),
+                " entries for ", outputs, " output channels");
+  }
+}
+
+GroupConvPlan plan_dynamic_group_conv(const at::Tensor& mask,
+                                      const std::optional<at::Tensor>& out_mask,
+                                      int64_t out_channels, int64_t taps) {
+  // Masks are small ([N, G, C]); reading them on the host costs one sync on
+  // the GPU, which the data-dependent shapes of the plan require anyway.
+  const auto m = mask.to(at::kCPU, at::kDouble).contiguous();
+  at::Tensor om;
+  if (out_mask) om = out_mask->to(at::kCPU, at::kDouble).contiguous();
+  GroupConvPlan plan;
+  plan.batch = m.size(0);
+  plan.in_channels = m.size(2);
+  plan.out_channels = out_channels;
+  plan.taps = taps;
+  plan.covers_all_outputs = !out_mask.has_value();
+  const int64_t groups = m.size(1), channels = m.size(2);
+  const int64_t per_group = out_channels / groups;
+  const double* mp = m.data_ptr<double>();
+  const double* op = om.defined() ? om.data_ptr<double>() : nullptr;
+  plan.tasks.reserve(plan.batch * groups);
+  for (int64_t n = 0; n < plan.batch; ++n) {
+    for (int64_t g = 0; g < groups; ++g) {
+      GroupConvTask task{n, static_cast<int64_t>(plan.in_channel.size()), 0,
+                         static_cast<int64_t>(plan.out_channel.size()), 0};
+      for (int64_t o = g * per_group; o < (g + 1) * per_group; ++o) {
+        if (op && op[n * out_channels + o] == 0) continue;
+        plan.out_channel.push_back(o);
+        plan.row_offset.push_back(o * channels * taps);
+      }
+      task.out_count = plan.out_channel.size() - task.out_begin;
+      // A group whose outputs are all masked out reads nothing.
+      if (task.out_count == 0) continue;
+      const double* row = mp + (n * groups + g) * channels;
+      for (int64_t c = 0; c < channels; ++c) {
+        if (row[c] == 0) continue;
+        plan.in_channel.push_back(c);
+        plan.col_offset.push_back(c * taps);
+        plan.in_scale.push_back(row[c]);
+      }
+      task.in_count = plan.in_channel.size() - task.in_begin;
+      plan.tasks.push_back(task);
+    }
+  }
+  return plan;
+}
+
+GroupConvPlan plan_ragged_group_conv(const at::Tensor& in_index,
+                                     at::IntArrayRef in_sizes,
+                                     at::IntArrayRef out_sizes, int64_t batch,
+                                     int64_t in_channels, int64_t taps) {
+  const auto idx = in_index.to(at::kCPU).contiguous();
+  const int64_t* ip = idx.data_ptr<int64_t>();
+  for (int64_t i = 0; i < idx.numel(); ++i) {
+    TORCH_CHECK(ip[i] >= 0 && ip[i] < in_channels,
+                "ragged_group_conv: in_index entry ", ip[i], " out of range for ",
+                in_channels, " input channels");
+  }
+  GroupConvPlan plan;
+  plan.batch = batch;
+  plan.in_channels = in_channels;
+  plan.taps = taps;
+  for (auto s : out_sizes) plan.out_channels += s;
+  // Entries of the first sample; the others share them (static groups).
+  int64_t in_pos = 0, out_pos = 0, weight_pos = 0;
+  std::vector<GroupConvTask> groups;
+  for (size_t g = 0; g < in_sizes.size(); ++g) {
+    GroupConvTask task{0, static_cast<int64_t>(plan.in_channel.size()),
+                       in_sizes[g], static_cast<int64_t>(plan.out_channel.size()),
+                       out_sizes[g]};
+    for (int64_t c = 0; c < in_sizes[g]; ++c) {
+      plan.in_channel.push_back(ip[in_pos + c]);
+      plan.col_offset.push_back(c * taps);
+      plan.in_scale.push_back(1.0);
+    }
+    for (int64_t o = 0; o < out_sizes[g]; ++o) {
+      plan.out_channel.push_back(out_pos + o);
+      plan.row_offset.push_back(weight_pos + o * in_sizes[g] * taps);
+    }
+    in_pos += in_sizes[g];
+    out_pos += out_sizes[g];
+    weight_pos += out_sizes[g] * in_sizes[g] * taps;
+    if (task.out_count > 0) groups.push_back(task);
+  }
+  plan.tasks.reserve(batch * groups.size());
+  for (int64_t n = 0; n < batch; ++n) {
+    for (auto task : groups) {
+      task.sample = n;
+      plan.tasks.push_back(task);
+    }
+  }
+  return plan;
+}
+
+namespace {
+
+at::Tensor forward(const at::Tensor& input, const at::Tensor& weight_flat,
+                   const std::optional<at::Tensor>& bias,
+                   const GroupConvPlan& plan, const ConvGeometry& geo) {
+#ifdef MMLGC_WITH_CUDA
+  if (input.is_cuda()) {
+    return group_conv_forward_cuda(input, weight_flat, bias, plan, geo);
+  }
+#endif
+  TORCH_CHECK(input.is_cpu(), "mmlgc group conv: no kernel for device ",
+              input.device(), " (was mmlgc built with CUDA?)");
+  return group_conv_forward_cpu(input, weight_flat, bias, plan, geo);
+}
+
+at::Tensor dynamic_group_conv(const at::Tensor& input, const at::Tensor& weight,
+                              const std::optional<at::Tensor>& bias,
+                              const at::Tensor& mask,
+                              const std::optional<at::Tensor>& out_mask,
+                              at::IntArrayRef stride, at::IntArrayRef padding,
+                              at::IntArrayRef dilation) {
+  constexpr const char* op = "dynamic_group_conv";
+  check_dynamic_group_conv_args(op, input, weight, bias, mask, out_mask);
+  const auto geo = make_geometry(op, input, weight.size(2), weight.size(3),
+                                 stride, padding, dilation);
+  const auto plan =
+      plan_dynamic_group_conv(mask, out_mask, weight.size(0), geo.taps());
+  return forward(input, weight.contiguous().view(-1), bias, plan, geo);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> dynamic_group_conv_backward(
+    const at::Tensor& grad_out, const at::Tensor& input,
+    const at::Tensor& weight, const at::Tensor& mask,
+    const std::optional<at::Tensor>& out_mask, at::IntArrayRef stride,
+    at::IntArrayRef padding, at::IntArrayRef dilation,
+    std::array<bool, 3> needs) {
+  constexpr const char* op = "dynamic_group_conv_backward";
+  check_dynamic_group_conv_args(op, input, weight, std::nullopt, mask,
+                                out_mask);
+  const auto geo = make_geometry(op, input, weight.size(2), weight.size(3),
+                                 stride, padding, dilation);
+  const auto plan =
+      plan_dynamic_group_conv(mask, out_mask, weight.size(0), geo.taps());
+  auto [grad_input, grad_weight, grad_bias] = group_conv_backward(
+      grad_out, input, weight.contiguous().view(-1), plan, geo, needs);
+  if (grad_weight.defined()) grad_weight = grad_weight.view(weight.sizes());
+  return defined_or_empty({grad_input, grad_weight, grad_bias},
+                          input.options());
+}
+
+at::Tensor ragged_group_conv(const at::Tensor& input, const at::Tensor& weight,
+                             const std::optional<at::Tensor>& bias,
+                             const at::Tensor& in_index,
+                             at::IntArrayRef in_sizes,
+                             at::IntArrayRef out_sizes,
+                             at::IntArrayRef kernel_size,
+                             at::IntArrayRef stride, at::IntArrayRef padding,
+                             at::IntArrayRef dilation) {
+  constexpr const char* op = "ragged_group_conv";
+  check_ragged_group_conv_args(op, input, weight, bias, in_index, in_sizes,
+                               out_sizes, kernel_size);
+  const auto geo = make_geometry(op, input, kernel_size[0], kernel_size[1],
+                                 stride, padding, dilation);
+  const auto plan = plan_ragged_group_conv(in_index, in_sizes, out_sizes,
+                                           input.size(0), input.size(1),
+                                           geo.taps());
+  return forward(input, weight.contiguous(), bias, plan, geo);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ragged_group_conv_backward(
+    const at::Tensor& grad_out, const at::Tensor& input,
+    const at::Tensor& weight, const at::Tensor& in_index,
+    at::IntArrayRef in_sizes, at::IntArrayRef out_sizes,
+    at::IntArrayRef kernel_size, at::IntArrayRef stride,
+    at::IntArrayRef padding, at::IntArrayRef dilation,
+    std::array<bool, 3> needs) {
+  constexpr const char* op = "ragged_group_conv_backward";
+  check_ragged_group_conv_args(op, input, weight, std::nullopt, in_index,
+                               in_sizes, out_sizes, kernel_size);
+  const auto geo = make_geometry(op, input, kernel_size[0], kernel_size[1],
+                                 stride, padding, dilation);
+  const auto plan = plan_ragged_group_conv(in_index, in_sizes, out_sizes,
+                                           input.size(0), input.size(1),
+                                           geo.taps());
+  return defined_or_empty(group_conv_backward(grad_out, input,
+                                              weight.contiguous(), plan, geo,
+                                              needs),
+                          input.options());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(mmlgc, CPU, m) {
+  m.impl("dynamic_group_conv", dynamic_group_conv);
+  m.impl("dynamic_group_conv_backward", dynamic_group_conv_backward);
+  m.impl("ragged_group_conv", ragged_group_conv);
+  m.impl("ragged_group_conv_backward", ragged_group_conv_backward);
+}
+
+#ifdef MMLGC_WITH_CUDA
+TORCH_LIBRARY_IMPL(mmlgc, CUDA, m) {
+  m.impl("dynamic_group_conv", dynamic_group_conv);
+  m.impl("dynamic_group_conv_backward", dynamic_group_conv_backward);
+  m.impl("ragged_group_conv", ragged_group_conv);
+  m.impl("ragged_group_conv_backward", ragged_group_conv_backward);
+}
+#endif
+
+}  // namespace mmlgc

@@ -1,0 +1,165 @@
+// Backward of the group conv plans, for every device: tasks are padded to a
+// common size per chunk, their channels gathered with index_select, and one
+// grouped ATen convolution backward (oneDNN / cuDNN) runs per chunk; the
+// gradients are scattered back with index_add. Work scales with the active
+// channel pairs (plus the padding within a chunk), never with the zeros of a
+// mask. Masks and indices get no gradient: gates train on the dense
+// reference path (see mmlgc/ops/reference.py).
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/convolution_backward.h>
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/mul.h>
+#include <ATen/ops/sum.h>
+#include <ATen/ops/index_select.h>
+#include <ATen/ops/index_add.h>
+
+#include <algorithm>
+
+#include "common/group_conv.h"
+
+namespace mmlgc {
+namespace {
+
+// Upper bound on the elements of the gathered input and gradient of a chunk.
+constexpr int64_t kChunkElements = int64_t{1} << 25;
+
+at::Tensor host_long(std::vector<int64_t>& v, const at::Device& device) {
+  return at::from_blob(v.data(), {static_cast<int64_t>(v.size())}, at::kLong)
+      .to(device);
+}
+
+// Appends one zero row so that padding entries can index it.
+at::Tensor with_zero_row(const at::Tensor& t) {
+  return at::cat({t, at::zeros({1}, t.options()).expand_as(t.narrow(0, 0, 1))});
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> group_conv_backward(
+    const at::Tensor& grad_out, const at::Tensor& input,
+    const at::Tensor& weight_flat, const GroupConvPlan& plan,
+    const ConvGeometry& geo, std::array<bool, 3> needs) {
+  const int64_t n = plan.batch, c = plan.in_channels, o = plan.out_channels;
+  TORCH_CHECK(grad_out.dim() == 4 && grad_out.size(0) == n &&
+                  grad_out.size(1) == o && grad_out.size(2) == geo.out_h &&
+                  grad_out.size(3) == geo.out_w,
+              "group conv backward: grad_out must be [", n, ", ", o, ", ",
+              geo.out_h, ", ", geo.out_w, "], got ", grad_out.sizes());
+  const auto device = input.device();
+  const int64_t plane_in = geo.in_h * geo.in_w, taps = plan.taps;
+  at::Tensor grad_input, grad_weight, grad_bias;
+
+  if (needs[2]) {
+    std::vector<double> active(n * o, 0.0);
+    for (const auto& t : plan.tasks)
+      for (int64_t r = 0; r < t.out_count; ++r)
+        active[t.sample * o + plan.out_channel[t.out_begin + r]] = 1.0;
+    const auto act = at::from_blob(active.data(), {n, o}, at::kDouble)
+                         .to(grad_out.options());
+    grad_bias = (grad_out.sum({2, 3}) * act).sum(0);
+  }
+  if (!needs[0] && !needs[1]) return {grad_input, grad_weight, grad_bias};
+
+  const auto x_rows = with_zero_row(input.reshape({n * c, geo.in_h, geo.in_w}));
+  const auto gy_rows =
+      with_zero_row(grad_out.reshape({n * o, geo.out_h, geo.out_w}));
+  const auto w_rows = with_zero_row(weight_flat.reshape({-1, 1})).view(-1);
+  at::Tensor grad_x_rows, grad_w_rows;
+  if (needs[0]) grad_x_rows = at::zeros({n * c + 1, geo.in_h, geo.in_w}, input.options());
+  if (needs[1]) grad_w_rows = at::zeros({weight_flat.numel() + 1}, input.options());
+
+  // Largest tasks first so that a chunk's padding stays small.
+  std::vector<int64_t> order;
+  for (size_t i = 0; i < plan.tasks.size(); ++i)
+    if (plan.tasks[i].in_count > 0) order.push_back(i);
+  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    const auto &ta = plan.tasks[a], &tb = plan.tasks[b];
+    return std::make_pair(ta.in_count, ta.out_count) >
+           std::make_pair(tb.in_count, tb.out_count);
+  });
+  const int64_t plane_out = geo.out_h * geo.out_w;
+  for (size_t first = 0; first < order.size();) {
+    const auto& lead = plan.tasks[order[first]];
+    const int64_t kmax = lead.in_count;
+    int64_t rmax = 0;
+    size_t last = first;
+    while (last < order.size()) {
+      const int64_t r = std::max(rmax, plan.tasks[order[last]].out_count);
+      const int64_t count = last - first + 1;
+      if (last > first &&
+          count * (kmax * plane_in + r * plane_out) > kChunkElements)
+        break;
+      rmax = r;
+      ++last;
+    }
+    const int64_t tc = last - first;
+    std::vector<int64_t> in_idx(tc * kmax, n * c), out_idx(tc * rmax, n * o),
+        w_idx(tc * rmax * kmax * taps, weight_flat.numel());
+    std::vector<double> scale(tc * kmax, 0.0);
+    for (int64_t i = 0; i < tc; ++i) {
+      const auto& t = plan.tasks[order[first + i]];
+      for (int64_t k = 0; k < t.in_count; ++k) {
+        in_idx[i * kmax + k] = t.sample * c + plan.in_channel[t.in_begin + k];
+        scale[i * kmax + k] = plan.in_scale[t.in_begin + k];
+      }
+      for (int64_t r = 0; r < t.out_count; ++r) {
+        out_idx[i * rmax + r] = t.sample * o + plan.out_channel[t.out_begin + r];
+        for (int64_t k = 0; k < t.in_count; ++k) {
+          const int64_t base = plan.row_offset[t.out_begin + r] +
+                               plan.col_offset[t.in_begin + k];
+          int64_t* dst = &w_idx[((i * rmax + r) * kmax + k) * taps];
+          for (int64_t p = 0; p < taps; ++p) dst[p] = base + p;
+        }
+      }
+    }
+    const auto in_t = host_long(in_idx, device);
+    const auto out_t = host_long(out_idx, device);
+    const auto w_t = host_long(w_idx, device);
+    const auto scale_t = at::from_blob(scale.data(), {tc, 1, kmax, 1}, at::kDouble)
+                             .to(input.options());
+    const auto xg = x_rows.index_select(0, in_t).view(
+        {1, tc * kmax, geo.in_h, geo.in_w});
+    const auto gy = gy_rows.index_select(0, out_t).view(
+        {1, tc * rmax, geo.out_h, geo.out_w});
+    const auto wg = (w_rows.index_select(0, w_t).view({tc, rmax, kmax, taps}) *
+                     scale_t)
+                        .view({tc * rmax, kmax, geo.kernel_h, geo.kernel_w});
+    auto [gx, gw, unused] = at::convolution_backward(
+        gy, xg, wg, std::nullopt, {geo.stride_h, geo.stride_w},
+        {geo.pad_h, geo.pad_w}, {geo.dilation_h, geo.dilation_w}, false,
+        {0, 0}, tc, {needs[0], needs[1], false});
+    if (needs[0]) {
+      // The scale sits in wg, so gx is already the input's gradient.
+      grad_x_rows.index_add_(0, in_t,
+                             gx.view({tc * kmax, geo.in_h, geo.in_w}));
+    }
+    if (needs[1]) {
+      grad_w_rows.index_add_(
+          0, w_t, (gw.view({tc, rmax, kmax, taps}) * scale_t).reshape(-1));
+    }
+    first = last;
+  }
+  if (needs[0]) {
+    grad_input = grad_x_rows.narrow(0, 0, n * c).view(
+        {n, c, geo.in_h, geo.in_w});
+  }
+  if (needs[1]) grad_weight = grad_w_rows.narrow(0, 0, weight_flat.numel());
+  return {grad_input, grad_weight, grad_bias};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> defined_or_empty(
+    std::tuple<at::Tensor, at::Tensor, at::Tensor> grads,
+    const at::TensorOptions& options) {
+  auto fill = [&](at::Tensor& t) {
+    if (!t.defined()) t = at::empty({0}, options);
+  };
+  fill(std::get<0>(grads));
+  fill(std::get<1>(grads));
+  fill(std::get<2>(grads));
+  return grads;
+}
+
+}  // namespace mmlgc
