@@ -71,7 +71,11 @@ def make_extensions():
     sources = sorted(
         glob.glob(osp.join(CSRC, '*.cpp')) +
         glob.glob(osp.join(CSRC, 'cpu', '*.cpp')))
-    extra_compile_args = {'cxx': ['-O3']}
+    # at::parallel_for is a header template over `#pragma omp parallel`:
+    # without -fopenmp it silently runs on one thread. The runtime resolves
+    # to the libgomp.so.1 torch has already loaded.
+    extra_compile_args = {'cxx': ['-O3', '-fopenmp']}
+    extra_link_args = ['-fopenmp']
     if want_cuda():
         import torch
         if not torch.cuda.is_available():
@@ -86,11 +90,15 @@ def make_extensions():
                 include_dirs=include_dirs,
                 library_dirs=library_dirs,
                 define_macros=[('MMLGC_WITH_CUDA', None)],
-                extra_compile_args=extra_compile_args)
+                extra_compile_args=extra_compile_args,
+                extra_link_args=extra_link_args)
         ]
     return [
         CppExtension(
-            'mmlgc._ext', sources, extra_compile_args=extra_compile_args)
+            'mmlgc._ext',
+            sources,
+            extra_compile_args=extra_compile_args,
+            extra_link_args=extra_link_args)
     ]
 
 

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "../common/group_conv.h"
@@ -32,6 +33,8 @@ namespace {
 // Output tiles per work item: amortises the weight packing of an item over
 // several tiles while leaving enough items to balance threads.
 constexpr int64_t kTilesPerItem = 4;
+// Input channels per pass over an item's tiles (keeps their rows in L1).
+constexpr int64_t kChannelBlock = 16;
 
 struct Layout {
   int64_t plane_w = 0;     // row width of a phase plane (>= out_w)
@@ -73,18 +76,29 @@ void gather_channel(const T* src, int64_t stride_y, int64_t stride_x,
   for (int64_t a = 0; a < g.stride_h; ++a) {
     for (int64_t b = 0; b < g.stride_w; ++b) {
       T* plane = dst + (a * g.stride_w + b) * l.plane_len;
+      // Plane columns j in [j_begin, j_end) map to input columns inside the
+      // image: x = j * stride_w + b - pad_w in [0, in_w).
+      const int64_t first = g.pad_w - b;
+      const int64_t j_begin = std::clamp<int64_t>(
+          (first + g.stride_w - 1) / g.stride_w, 0, l.plane_w);
+      const int64_t j_end = std::clamp<int64_t>(
+          (g.in_w + first + g.stride_w - 1) / g.stride_w, j_begin, l.plane_w);
       for (int64_t i = 0; i < l.plane_h; ++i) {
         T* row = plane + i * l.plane_w;
         const int64_t y = i * g.stride_h + a - g.pad_h;
-        if (y < 0 || y >= g.in_h) {
+        if (y < 0 || y >= g.in_h || j_begin == j_end) {
           std::fill(row, row + l.plane_w, T(0));
           continue;
         }
-        const T* src_row = src + y * stride_y;
-        for (int64_t j = 0; j < l.plane_w; ++j) {
-          const int64_t x = j * g.stride_w + b - g.pad_w;
-          row[j] = (x >= 0 && x < g.in_w) ? src_row[x * stride_x] : T(0);
+        std::fill(row, row + j_begin, T(0));
+        const T* s = src + y * stride_y + (j_begin * g.stride_w - first) * stride_x;
+        const int64_t step = g.stride_w * stride_x;
+        if (step == 1) {
+          std::memcpy(row + j_begin, s, (j_end - j_begin) * sizeof(T));
+        } else {
+          for (int64_t j = j_begin; j < j_end; ++j, s += step) row[j] = *s;
         }
+        std::fill(row + j_end, row + l.plane_w, T(0));
       }
       std::fill(plane + l.plane_h * l.plane_w, plane + l.plane_len, T(0));
     }
@@ -102,33 +116,50 @@ struct Context {
   const Layout* layout;
   const T* gathered;             // [slots][phases][plane_len]
   const int64_t* entry_slot;     // per plan input entry: its gathered slot
+  const T* entry_scale;          // per plan input entry: its scale
   const T* weight;               // flat
   const T* bias;                 // or nullptr
   T* out;                        // [N, O, out_h, out_w]
   const WorkItem* items;
 };
 
-template <typename T, int VW, int R, int V>
-MMLGC_INLINE void micro_tile(const T* const* chans, int64_t in_count,
+// tile[R][V * VW] (+)= sum over the listed input channels c and taps t of
+// weight(r, c, t) * x_c[q0 + tap_offset[t] + i]. Weights are broadcast straight
+// from the flat weight (row pointer + column offset): no packing pass.
+template <typename T, int VW, int R, int V, bool kScaled>
+MMLGC_INLINE void micro_tile(const T* const* chans, const int64_t* cols,
+                             const T* scales, int64_t count,
                              const int64_t* tap_offset, int64_t taps,
-                             const T* wpack, int64_t q0, T* tile) {
+                             const T* const* rows, int64_t q0, T* tile,
+                             bool accumulate) {
   typedef T vec __attribute__((vector_size(VW * sizeof(T))));
   vec acc[R][V];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
-    for (int v = 0; v < V; ++v) acc[r][v] = vec{} ;
-  for (int64_t c = 0; c < in_count; ++c) {
+    for (int v = 0; v < V; ++v) {
+      if (accumulate) {
+        std::memcpy(&acc[r][v], tile + (r * V + v) * VW, sizeof(vec));
+      } else {
+        acc[r][v] = vec{};
+      }
+    }
+  for (int64_t c = 0; c < count; ++c) {
     const T* x = chans[c] + q0;
-    const T* w = wpack + c * taps * R;
-    for (int64_t t = 0; t < taps; ++t, w += R) {
+    const T* w[R];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) w[r] = rows[r] + cols[c];
+    for (int64_t t = 0; t < taps; ++t) {
       const T* xt = x + tap_offset[t];
       vec xv[V];
 #pragma GCC unroll 16
-      for (int v = 0; v < V; ++v) std::memcpy(&xv[v], xt + v * VW, sizeof(vec));
+      for (int v = 0; v < V; ++v) {
+        std::memcpy(&xv[v], xt + v * VW, sizeof(vec));
+        if (kScaled) xv[v] *= scales[c];
+      }
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
-        const T wr = w[r];
+        const T wr = w[r][t];
 #pragma GCC unroll 16
         for (int v = 0; v < V; ++v) acc[r][v] += xv[v] * wr;
       }
@@ -141,74 +172,83 @@ MMLGC_INLINE void micro_tile(const T* const* chans, int64_t in_count,
       std::memcpy(tile + (r * V + v) * VW, &acc[r][v], sizeof(vec));
 }
 
-template <typename T, int VW, int R, int V>
+template <typename T, int VW, int R, int V, bool kScaled>
 MMLGC_INLINE void run_item(const Context<T>& ctx, int64_t index,
-                           std::vector<T>& wpack, std::vector<const T*>& chans) {
+                           std::vector<const T*>& chans) {
   constexpr int64_t kTile = VW * V;
   const auto& plan = *ctx.plan;
   const auto& geo = *ctx.geo;
   const auto& l = *ctx.layout;
   const WorkItem& item = ctx.items[index];
   const GroupConvTask& task = plan.tasks[item.task];
-  const int64_t taps = plan.taps, in_count = task.in_count;
+  const int64_t in_count = task.in_count;
   const int64_t rows = std::min<int64_t>(R, task.out_count - item.out_first);
+  const int64_t* out_channel = plan.out_channel.data() + task.out_begin + item.out_first;
+  const int64_t* row_offset = plan.row_offset.data() + task.out_begin + item.out_first;
 
-  // Weights of this block, [c][tap][R], input scale folded in; rows past the
-  // block's end are zero so the micro-kernel never branches.
-  wpack.assign(std::max<int64_t>(in_count * taps * R, 1), T(0));
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* w_row =
-        ctx.weight + plan.row_offset[task.out_begin + item.out_first + r];
-    for (int64_t c = 0; c < in_count; ++c) {
-      const int64_t e = task.in_begin + c;
-      const T* w = w_row + plan.col_offset[e];
-      const T s = static_cast<T>(plan.in_scale[e]);
-      for (int64_t t = 0; t < taps; ++t) wpack[(c * taps + t) * R + r] = w[t] * s;
-    }
-  }
+  // Rows past the block's end repeat the last one: computed, never stored.
+  const T* w_rows[R];
+  for (int64_t r = 0; r < R; ++r)
+    w_rows[r] = ctx.weight + row_offset[std::min<int64_t>(r, rows - 1)];
   chans.resize(std::max<int64_t>(in_count, 1));
   const int64_t chan_len = l.phases * l.plane_len;
   for (int64_t c = 0; c < in_count; ++c) {
     chans[c] = ctx.gathered + ctx.entry_slot[task.in_begin + c] * chan_len;
   }
+  const int64_t* cols = plan.col_offset.data() + task.in_begin;
+  const T* scales = ctx.entry_scale + task.in_begin;
 
-  alignas(64) T tile[R * kTile];
+  // Channels in blocks, each swept over all tiles of the item, so that a
+  // block's input rows stay in L1 from one tile to the next.
+  alignas(64) T tiles[kTilesPerItem * R * kTile];
+  const int64_t n_tiles = item.tile_end - item.tile_first;
+  for (int64_t c0 = 0; c0 < std::max<int64_t>(in_count, 1); c0 += kChannelBlock) {
+    const int64_t count = std::min(kChannelBlock, in_count - c0);
+    for (int64_t i = 0; i < n_tiles; ++i) {
+      micro_tile<T, VW, R, V, kScaled>(
+          chans.data() + c0, cols + c0, scales + c0, count, l.tap_offset.data(),
+          plan.taps, w_rows, (item.tile_first + i) * kTile,
+          tiles + i * R * kTile, c0 > 0);
+    }
+  }
+
   const int64_t out_plane = geo.out_h * geo.out_w;
-  for (int64_t ti = item.tile_first; ti < item.tile_end; ++ti) {
-    const int64_t q0 = ti * kTile;
-    micro_tile<T, VW, R, V>(chans.data(), in_count, l.tap_offset.data(), taps,
-                            wpack.data(), q0, tile);
+  for (int64_t i = 0; i < n_tiles; ++i) {
+    const int64_t q0 = (item.tile_first + i) * kTile;
     const int64_t q_end = std::min(q0 + kTile, l.positions);
     for (int64_t r = 0; r < rows; ++r) {
-      const int64_t o = plan.out_channel[task.out_begin + item.out_first + r];
+      const int64_t o = out_channel[r];
       const T b = ctx.bias ? ctx.bias[o] : T(0);
       T* dst = ctx.out + (task.sample * plan.out_channels + o) * out_plane;
-      const T* src = tile + r * kTile - q0;
+      const T* src = tiles + (i * R + r) * kTile - q0;
       // Copy row segments, dropping the plane_w - out_w padding columns.
       for (int64_t q = q0; q < q_end;) {
-        const int64_t oh = q / l.plane_w, ow = q % l.plane_w;
+        const int64_t oh = q / l.plane_w;
         const int64_t seg_end = std::min(q_end, oh * l.plane_w + geo.out_w);
-        T* d = dst + oh * geo.out_w;
-        for (int64_t p = q; p < seg_end; ++p) d[p - oh * l.plane_w] = src[p] + b;
-        q = std::max(seg_end, (oh + 1) * l.plane_w);
-        (void)ow;
+        T* d = dst + oh * geo.out_w - oh * l.plane_w;
+        for (int64_t p = q; p < seg_end; ++p) d[p] = src[p] + b;
+        q = (oh + 1) * l.plane_w;
       }
     }
   }
 }
 
 template <typename T, int VW, int R, int V>
-MMLGC_INLINE void run_items(const Context<T>& ctx, std::atomic<int64_t>* next,
-                            int64_t count) {
-  std::vector<T> wpack;
+MMLGC_INLINE void run_items(const Context<T>& ctx, bool scaled,
+                            std::atomic<int64_t>* next, int64_t count) {
   std::vector<const T*> chans;
   for (int64_t i = next->fetch_add(1); i < count; i = next->fetch_add(1)) {
-    run_item<T, VW, R, V>(ctx, i, wpack, chans);
+    if (scaled) {
+      run_item<T, VW, R, V, true>(ctx, i, chans);
+    } else {
+      run_item<T, VW, R, V, false>(ctx, i, chans);
+    }
   }
 }
 
 template <typename T>
-using RunItems = void (*)(const Context<T>&, std::atomic<int64_t>*, int64_t);
+using RunItems = void (*)(const Context<T>&, bool, std::atomic<int64_t>*,
+                          int64_t);
 
 // One register-blocking choice of the micro-kernel for an instruction set.
 template <typename T>
@@ -220,21 +260,23 @@ struct Kernel {
 #if defined(__x86_64__) || defined(__i386__)
 template <typename T, int R, int V>
 __attribute__((target("avx512f,fma"))) void run_avx512(
-    const Context<T>& ctx, std::atomic<int64_t>* next, int64_t count) {
-  run_items<T, 64 / sizeof(T), R, V>(ctx, next, count);
+    const Context<T>& ctx, bool scaled, std::atomic<int64_t>* next,
+    int64_t count) {
+  run_items<T, 64 / sizeof(T), R, V>(ctx, scaled, next, count);
 }
 
 template <typename T, int R, int V>
 __attribute__((target("avx2,fma"))) void run_avx2(
-    const Context<T>& ctx, std::atomic<int64_t>* next, int64_t count) {
-  run_items<T, 32 / sizeof(T), R, V>(ctx, next, count);
+    const Context<T>& ctx, bool scaled, std::atomic<int64_t>* next,
+    int64_t count) {
+  run_items<T, 32 / sizeof(T), R, V>(ctx, scaled, next, count);
 }
 #endif
 
 template <typename T, int R, int V>
-void run_baseline(const Context<T>& ctx, std::atomic<int64_t>* next,
-                  int64_t count) {
-  run_items<T, 16 / sizeof(T), R, V>(ctx, next, count);
+void run_baseline(const Context<T>& ctx, bool scaled,
+                  std::atomic<int64_t>* next, int64_t count) {
+  run_items<T, 16 / sizeof(T), R, V>(ctx, scaled, next, count);
 }
 
 // Register blockings per instruction set: 24 accumulators of 32 AVX-512
@@ -303,7 +345,9 @@ void forward_impl(const at::Tensor& input, const at::Tensor& weight_flat,
     }
   }
   const int64_t chan_len = layout.phases * layout.plane_len;
-  std::vector<T> gathered(std::max<size_t>(slot_source.size() * chan_len, 1));
+  // Uninitialised: gather_channel writes every element.
+  std::unique_ptr<T[]> gathered(
+      new T[std::max<size_t>(slot_source.size() * chan_len, 1)]);
   const T* x = input.data_ptr<T>();
   const auto st = input.strides();
   at::parallel_for(0, slot_source.size(), 1, [&](int64_t b, int64_t e) {
@@ -311,7 +355,7 @@ void forward_impl(const at::Tensor& input, const at::Tensor& weight_flat,
       const int64_t n = slot_source[s] / plan.in_channels;
       const int64_t c = slot_source[s] % plan.in_channels;
       gather_channel<T>(x + n * st[0] + c * st[1], st[2], st[3], geo, layout,
-                        gathered.data() + s * chan_len);
+                        gathered.get() + s * chan_len);
     }
   });
 
@@ -331,11 +375,15 @@ void forward_impl(const at::Tensor& input, const at::Tensor& weight_flat,
     bias_c = bias->contiguous();
     b = bias_c.data_ptr<T>();
   }
+  std::vector<T> entry_scale(plan.in_scale.begin(), plan.in_scale.end());
+  const bool scaled = std::any_of(entry_scale.begin(), entry_scale.end(),
+                                  [](T s) { return s != T(1); });
   const Context<T> ctx{&plan,
                        &geo,
                        &layout,
-                       gathered.data(),
+                       gathered.get(),
                        entry_slot.data(),
+                       entry_scale.data(),
                        weight_flat.data_ptr<T>(),
                        b,
                        out.data_ptr<T>(),
@@ -343,7 +391,7 @@ void forward_impl(const at::Tensor& input, const at::Tensor& weight_flat,
   std::atomic<int64_t> next{0};
   const int64_t count = items.size();
   at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t, int64_t) {
-    kernel.run(ctx, &next, count);
+    kernel.run(ctx, scaled, &next, count);
   });
 }
 
