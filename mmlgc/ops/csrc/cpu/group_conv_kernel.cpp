@@ -7,9 +7,12 @@
 //    from the output position (flattened over rows of width `plane_w`;
 //    the plane_w - out_w extra columns per row are computed and dropped).
 // 2. Compute: each work item is (task, block of R output channels, run of
-//    output tiles of V vectors). Its weights are packed as [c][tap][R] with
-//    the input scale folded in, and a register-blocked micro-kernel does
-//    R x V vector FMAs per (input channel, tap): V loads and R broadcasts.
+//    output tiles of V vectors). A register-blocked micro-kernel does R x V
+//    vector FMAs per (input channel, tap): V loads and R weight broadcasts
+//    taken straight from the flat weight (row pointer + column offset), so
+//    there is no per-call weight packing -- it cost more than it saved on
+//    small maps, where each weight is used for few pixels. Input channels
+//    are taken in blocks swept over all tiles of an item (rows stay in L1).
 // The micro-kernel is compiled for AVX-512, AVX2 and baseline SIMD and picked
 // at run time. Items are handed out dynamically: tasks differ in size.
 #include <ATen/Dispatch.h>
@@ -34,10 +37,7 @@ namespace {
 // several tiles while leaving enough items to balance threads.
 constexpr int64_t kTilesPerItem = 4;
 // Input channels per pass over an item's tiles (keeps their rows in L1).
-#ifndef MMLGC_CB
-#define MMLGC_CB 16
-#endif
-constexpr int64_t kChannelBlock = MMLGC_CB;
+constexpr int64_t kChannelBlock = 16;
 
 struct Layout {
   int64_t plane_w = 0;     // row width of a phase plane (>= out_w)
@@ -72,50 +72,41 @@ Layout make_layout(const ConvGeometry& g, int64_t tile) {
   return l;
 }
 
-// Copies input channel (n, c) into its phase planes, zero-padded. `row_buf`
-// holds plane_w * stride_w elements.
+// Copies input channel (n, c) into its phase planes, zero-padded.
 template <typename T>
 void gather_channel(const T* src, int64_t stride_y, int64_t stride_x,
-                    const ConvGeometry& g, const Layout& l, T* dst, T* row_buf) {
-  const int64_t sw = g.stride_w, width = l.plane_w * sw;
-  // Padded-row columns [x_begin, x_end) hold image columns x - pad_w.
-  const int64_t x_begin = std::min(g.pad_w, width);
-  const int64_t x_end = std::clamp<int64_t>(g.pad_w + g.in_w, x_begin, width);
+                    const ConvGeometry& g, const Layout& l, T* dst) {
+  const int64_t step = g.stride_w * stride_x;
   for (int64_t a = 0; a < g.stride_h; ++a) {
-    for (int64_t i = 0; i < l.plane_h; ++i) {
-      const int64_t y = i * g.stride_h + a - g.pad_h;
-      const bool inside = y >= 0 && y < g.in_h && x_begin < x_end;
-      // Stride 1: the padded row is the plane row itself.
-      T* row = sw == 1 ? dst + a * l.plane_len + i * l.plane_w : row_buf;
-      if (!inside) {
-        std::fill(row, row + width, T(0));
-      } else {
-        std::fill(row, row + x_begin, T(0));
-        const T* s = src + y * stride_y + (x_begin - g.pad_w) * stride_x;
-        if (stride_x == 1) {
-          std::memcpy(row + x_begin, s, (x_end - x_begin) * sizeof(T));
+    for (int64_t b = 0; b < g.stride_w; ++b) {
+      T* plane = dst + (a * g.stride_w + b) * l.plane_len;
+      // Plane columns j in [j_begin, j_end) read image columns
+      // x = j * stride_w + b - pad_w in [0, in_w); the others are padding.
+      const int64_t first = g.pad_w - b;
+      const int64_t j_begin = std::clamp<int64_t>(
+          (first + g.stride_w - 1) / g.stride_w, 0, l.plane_w);
+      const int64_t j_end = std::clamp<int64_t>(
+          (g.in_w + first + g.stride_w - 1) / g.stride_w, j_begin, l.plane_w);
+      const int64_t n = j_end - j_begin;
+      for (int64_t i = 0; i < l.plane_h; ++i) {
+        T* row = plane + i * l.plane_w;
+        const int64_t y = i * g.stride_h + a - g.pad_h;
+        if (y < 0 || y >= g.in_h || n == 0) {
+          std::fill(row, row + l.plane_w, T(0));
+          continue;
+        }
+        std::fill(row, row + j_begin, T(0));
+        const T* s = src + y * stride_y + (j_begin * g.stride_w - first) * stride_x;
+        T* d = row + j_begin;
+        if (step == 1) {
+          std::memcpy(d, s, n * sizeof(T));
+        } else if (step == 2) {  // stride-2 convs: a constant stride vectorises
+          for (int64_t j = 0; j < n; ++j) d[j] = s[2 * j];
         } else {
-          for (int64_t x = x_begin; x < x_end; ++x, s += stride_x) row[x] = *s;
+          for (int64_t j = 0; j < n; ++j) d[j] = s[j * step];
         }
-        std::fill(row + x_end, row + width, T(0));
+        std::fill(row + j_end, row + l.plane_w, T(0));
       }
-      if (sw == 1) continue;
-      // Split the padded row into its stride_w column phases.
-      T* out0 = dst + (a * sw) * l.plane_len + i * l.plane_w;
-      if (sw == 2) {
-        T* out1 = out0 + l.plane_len;
-        for (int64_t j = 0; j < l.plane_w; ++j) {
-          out0[j] = row[2 * j];
-          out1[j] = row[2 * j + 1];
-        }
-      } else {
-        for (int64_t b = 0; b < sw; ++b)
-          for (int64_t j = 0; j < l.plane_w; ++j)
-            out0[b * l.plane_len + j] = row[j * sw + b];
-      }
-    }
-    for (int64_t b = 0; b < sw; ++b) {
-      T* plane = dst + (a * sw + b) * l.plane_len;
       std::fill(plane + l.plane_h * l.plane_w, plane + l.plane_len, T(0));
     }
   }
@@ -165,13 +156,8 @@ MMLGC_INLINE void micro_tile(const T* const* chans, const int64_t* cols,
     const T* w[R];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) w[r] = rows[r] + cols[c];
-    const T* x_next = (c + 1 < count ? chans[c + 1] : chans[c]) + q0;
     for (int64_t t = 0; t < taps; ++t) {
       const T* xt = x + tap_offset[t];
-#ifdef MMLGC_PREFETCH
-#pragma GCC unroll 16
-      for (int v = 0; v < V; ++v) __builtin_prefetch(x_next + tap_offset[t] + v * VW);
-#endif
       vec xv[V];
 #pragma GCC unroll 16
       for (int v = 0; v < V; ++v) {
@@ -223,7 +209,8 @@ MMLGC_INLINE void run_item(const Context<T>& ctx, int64_t index,
   // block's input rows stay in L1 from one tile to the next.
   alignas(64) T tiles[kTilesPerItem * R * kTile];
   const int64_t n_tiles = item.tile_end - item.tile_first;
-  for (int64_t c0 = 0; c0 < std::max<int64_t>(in_count, 1); c0 += kChannelBlock) {
+  for (int64_t c0 = 0; c0 < std::max<int64_t>(in_count, 1);
+       c0 += kChannelBlock) {
     const int64_t count = std::min(kChannelBlock, in_count - c0);
     for (int64_t i = 0; i < n_tiles; ++i) {
       micro_tile<T, VW, R, V, kScaled>(
@@ -375,12 +362,11 @@ void forward_impl(const at::Tensor& input, const at::Tensor& weight_flat,
   const T* x = input.data_ptr<T>();
   const auto st = input.strides();
   at::parallel_for(0, slot_source.size(), 1, [&](int64_t b, int64_t e) {
-    std::vector<T> row_buf(layout.plane_w * geo.stride_w);
     for (int64_t s = b; s < e; ++s) {
       const int64_t n = slot_source[s] / plan.in_channels;
       const int64_t c = slot_source[s] % plan.in_channels;
       gather_channel<T>(x + n * st[0] + c * st[1], st[2], st[3], geo, layout,
-                        gathered + s * chan_len, row_buf.data());
+                        gathered + s * chan_len);
     }
   });
 
