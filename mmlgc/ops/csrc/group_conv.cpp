@@ -243,6 +243,61 @@ GroupConvPlan plan_ragged_group_conv(const at::Tensor& in_index,
   return plan;
 }
 
+std::vector<PaddedChunk> pad_tasks(const GroupConvPlan& plan, int64_t in_cost,
+                                   int64_t out_cost, int64_t budget,
+                                   bool skip_empty_inputs) {
+  std::vector<int64_t> order;
+  for (size_t i = 0; i < plan.tasks.size(); ++i)
+    if (!skip_empty_inputs || plan.tasks[i].in_count > 0) order.push_back(i);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    const auto &ta = plan.tasks[a], &tb = plan.tasks[b];
+    return std::make_pair(ta.in_count, ta.out_count) >
+           std::make_pair(tb.in_count, tb.out_count);
+  });
+  std::vector<PaddedChunk> chunks;
+  for (size_t first = 0; first < order.size();) {
+    const int64_t in_width = plan.tasks[order[first]].in_count;
+    int64_t out_width = 0;
+    size_t last = first;
+    while (last < order.size()) {
+      const int64_t w = std::max(out_width, plan.tasks[order[last]].out_count);
+      const int64_t count = last - first + 1;
+      if (last > first && count * (in_width * in_cost + w * out_cost) > budget)
+        break;
+      out_width = w;
+      ++last;
+    }
+    PaddedChunk chunk;
+    chunk.tasks = last - first;
+    chunk.in_width = in_width;
+    chunk.out_width = out_width;
+    chunk.in_index.assign(chunk.tasks * in_width, -1);
+    chunk.col_offset.assign(chunk.tasks * in_width, -1);
+    chunk.in_scale.assign(chunk.tasks * in_width, 0.0);
+    chunk.out_index.assign(chunk.tasks * out_width, -1);
+    chunk.row_offset.assign(chunk.tasks * out_width, -1);
+    for (int64_t i = 0; i < chunk.tasks; ++i) {
+      const auto& t = plan.tasks[order[first + i]];
+      for (int64_t k = 0; k < t.in_count; ++k) {
+        const int64_t e = t.in_begin + k;
+        chunk.in_index[i * in_width + k] =
+            t.sample * plan.in_channels + plan.in_channel[e];
+        chunk.col_offset[i * in_width + k] = plan.col_offset[e];
+        chunk.in_scale[i * in_width + k] = plan.in_scale[e];
+      }
+      for (int64_t r = 0; r < t.out_count; ++r) {
+        const int64_t e = t.out_begin + r;
+        chunk.out_index[i * out_width + r] =
+            t.sample * plan.out_channels + plan.out_channel[e];
+        chunk.row_offset[i * out_width + r] = plan.row_offset[e];
+      }
+    }
+    chunks.push_back(std::move(chunk));
+    first = last;
+  }
+  return chunks;
+}
+
 namespace {
 
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight_flat,

@@ -16,7 +16,6 @@
 #include <ATen/ops/index_select.h>
 #include <ATen/ops/index_add.h>
 
-#include <algorithm>
 
 #include "common/group_conv.h"
 
@@ -71,55 +70,33 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_conv_backward(
   if (needs[0]) grad_x_rows = at::zeros({n * c + 1, geo.in_h, geo.in_w}, input.options());
   if (needs[1]) grad_w_rows = at::zeros({weight_flat.numel() + 1}, input.options());
 
-  // Largest tasks first so that a chunk's padding stays small.
-  std::vector<int64_t> order;
-  for (size_t i = 0; i < plan.tasks.size(); ++i)
-    if (plan.tasks[i].in_count > 0) order.push_back(i);
-  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    const auto &ta = plan.tasks[a], &tb = plan.tasks[b];
-    return std::make_pair(ta.in_count, ta.out_count) >
-           std::make_pair(tb.in_count, tb.out_count);
-  });
   const int64_t plane_out = geo.out_h * geo.out_w;
-  for (size_t first = 0; first < order.size();) {
-    const auto& lead = plan.tasks[order[first]];
-    const int64_t kmax = lead.in_count;
-    int64_t rmax = 0;
-    size_t last = first;
-    while (last < order.size()) {
-      const int64_t r = std::max(rmax, plan.tasks[order[last]].out_count);
-      const int64_t count = last - first + 1;
-      if (last > first &&
-          count * (kmax * plane_in + r * plane_out) > kChunkElements)
-        break;
-      rmax = r;
-      ++last;
-    }
-    const int64_t tc = last - first;
-    std::vector<int64_t> in_idx(tc * kmax, n * c), out_idx(tc * rmax, n * o),
-        w_idx(tc * rmax * kmax * taps, weight_flat.numel());
-    std::vector<double> scale(tc * kmax, 0.0);
+  const int64_t dummy_x = n * c, dummy_y = n * o, dummy_w = weight_flat.numel();
+  for (auto& chunk : pad_tasks(plan, plane_in, plane_out, kChunkElements,
+                               /*skip_empty_inputs=*/true)) {
+    const int64_t tc = chunk.tasks, kmax = chunk.in_width,
+                  rmax = chunk.out_width;
+    // Padding entries index the zero row appended to each operand.
+    std::vector<int64_t> w_idx(tc * rmax * kmax * taps, dummy_w);
     for (int64_t i = 0; i < tc; ++i) {
-      const auto& t = plan.tasks[order[first + i]];
-      for (int64_t k = 0; k < t.in_count; ++k) {
-        in_idx[i * kmax + k] = t.sample * c + plan.in_channel[t.in_begin + k];
-        scale[i * kmax + k] = plan.in_scale[t.in_begin + k];
-      }
-      for (int64_t r = 0; r < t.out_count; ++r) {
-        out_idx[i * rmax + r] = t.sample * o + plan.out_channel[t.out_begin + r];
-        for (int64_t k = 0; k < t.in_count; ++k) {
-          const int64_t base = plan.row_offset[t.out_begin + r] +
-                               plan.col_offset[t.in_begin + k];
+      for (int64_t r = 0; r < rmax; ++r) {
+        const int64_t row = chunk.row_offset[i * rmax + r];
+        for (int64_t k = 0; k < kmax; ++k) {
+          const int64_t col = chunk.col_offset[i * kmax + k];
+          if (row < 0 || col < 0) continue;
           int64_t* dst = &w_idx[((i * rmax + r) * kmax + k) * taps];
-          for (int64_t p = 0; p < taps; ++p) dst[p] = base + p;
+          for (int64_t p = 0; p < taps; ++p) dst[p] = row + col + p;
         }
       }
     }
-    const auto in_t = host_long(in_idx, device);
-    const auto out_t = host_long(out_idx, device);
+    for (auto& v : chunk.in_index) v = v < 0 ? dummy_x : v;
+    for (auto& v : chunk.out_index) v = v < 0 ? dummy_y : v;
+    const auto in_t = host_long(chunk.in_index, device);
+    const auto out_t = host_long(chunk.out_index, device);
     const auto w_t = host_long(w_idx, device);
-    const auto scale_t = at::from_blob(scale.data(), {tc, 1, kmax, 1}, at::kDouble)
-                             .to(input.options());
+    const auto scale_t =
+        at::from_blob(chunk.in_scale.data(), {tc, 1, kmax, 1}, at::kDouble)
+            .to(input.options());
     const auto xg = x_rows.index_select(0, in_t).view(
         {1, tc * kmax, geo.in_h, geo.in_w});
     const auto gy = gy_rows.index_select(0, out_t).view(
@@ -140,7 +117,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_conv_backward(
       grad_w_rows.index_add_(
           0, w_t, (gw.view({tc, rmax, kmax, taps}) * scale_t).reshape(-1));
     }
-    first = last;
   }
   if (needs[0]) {
     grad_input = grad_x_rows.narrow(0, 0, n * c).view(

@@ -56,6 +56,24 @@ struct GroupConvPlan {
   int64_t macs_per_pixel() const;
 };
 
+// Tasks padded to a common size, for kernels that run a chunk of tasks as one
+// batched GEMM or one grouped convolution. Entry (i, c) of a chunk is task i's
+// c-th input channel: `in_index` = n * C + channel, or -1 for padding (then
+// its scale is 0 and col_offset -1); likewise (i, r) for output channels.
+struct PaddedChunk {
+  int64_t tasks = 0, in_width = 0, out_width = 0;
+  std::vector<int64_t> in_index, col_offset, out_index, row_offset;
+  std::vector<double> in_scale;
+};
+
+// Splits the plan's tasks (largest first, so padding stays small) into
+// chunks whose cost tasks * (in_width * in_cost + out_width * out_cost)
+// stays under `budget` (a chunk holds at least one task). Tasks reading no
+// input channel are dropped when `skip_empty_inputs`.
+std::vector<PaddedChunk> pad_tasks(const GroupConvPlan& plan, int64_t in_cost,
+                                   int64_t out_cost, int64_t budget,
+                                   bool skip_empty_inputs);
+
 // Dynamic group conv: `mask` [N, G, C] (output group g reads channel c of
 // sample n, scaled by mask[n, g, c], iff that is non-zero) and the optional
 // `out_mask` [N, O] (output channel o of sample n is computed iff non-zero).

@@ -122,7 +122,8 @@ struct Context {
   const ConvGeometry* geo;
   const Layout* layout;
   const T* gathered;             // [slots][phases][plane_len]
-  const int64_t* entry_slot;     // per plan input entry: its gathered slot
+  const int64_t* task_slots;     // gathered slot of each task input channel
+  const int64_t* slot_begin;     // per task: its first entry in task_slots
   const T* entry_scale;          // per plan input entry: its scale
   const T* weight;               // flat
   const T* bias;                 // or nullptr
@@ -200,7 +201,7 @@ MMLGC_INLINE void run_item(const Context<T>& ctx, int64_t index,
   chans.resize(std::max<int64_t>(in_count, 1));
   const int64_t chan_len = l.phases * l.plane_len;
   for (int64_t c = 0; c < in_count; ++c) {
-    chans[c] = ctx.gathered + ctx.entry_slot[task.in_begin + c] * chan_len;
+    chans[c] = ctx.gathered + ctx.task_slots[ctx.slot_begin[item.task] + c] * chan_len;
   }
   const int64_t* cols = plan.col_offset.data() + task.in_begin;
   const T* scales = ctx.entry_scale + task.in_begin;
@@ -340,8 +341,14 @@ void forward_impl(const at::Tensor& input, const at::Tensor& weight_flat,
   // Slots of the gathered buffer: one per (sample, channel) read by a task.
   std::vector<int64_t> slot_of(plan.batch * plan.in_channels, -1);
   std::vector<int64_t> slot_source;  // (n * C + c) of each slot
-  std::vector<int64_t> entry_slot(plan.in_channel.size());
-  for (const auto& task : plan.tasks) {
+  // Per task, the slots of its input channels: tasks of different samples
+  // may share plan entries (static groups), never slots.
+  std::vector<int64_t> slot_begin(plan.tasks.size() + 1, 0);
+  for (size_t t = 0; t < plan.tasks.size(); ++t)
+    slot_begin[t + 1] = slot_begin[t] + plan.tasks[t].in_count;
+  std::vector<int64_t> task_slots(slot_begin.back());
+  for (size_t t = 0; t < plan.tasks.size(); ++t) {
+    const auto& task = plan.tasks[t];
     for (int64_t e = task.in_begin; e < task.in_begin + task.in_count; ++e) {
       auto& s = slot_of[task.sample * plan.in_channels + plan.in_channel[e]];
       if (s < 0) {
@@ -349,7 +356,7 @@ void forward_impl(const at::Tensor& input, const at::Tensor& weight_flat,
         slot_source.push_back(task.sample * plan.in_channels +
                               plan.in_channel[e]);
       }
-      entry_slot[e] = s;
+      task_slots[slot_begin[t] + e - task.in_begin] = s;
     }
   }
   const int64_t chan_len = layout.phases * layout.plane_len;
@@ -393,7 +400,8 @@ void forward_impl(const at::Tensor& input, const at::Tensor& weight_flat,
                        &geo,
                        &layout,
                        gathered,
-                       entry_slot.data(),
+                       task_slots.data(),
+                       slot_begin.data(),
                        entry_scale.data(),
                        weight_flat.data_ptr<T>(),
                        b,
