@@ -32,3 +32,11 @@ def warn_fallback() -> None:
             'install`) from the mmlgc checkout.',
             RuntimeWarning,
             stacklevel=3)
+
+
+def no_double_backward(ctx, *grads):
+    """Autograd of a backward op that has none: an explicit error instead of
+    silently wrong second derivatives."""
+    raise NotImplementedError(
+        'mmlgc: double backward through this op is not implemented; use the '
+        'reference in mmlgc.ops.reference for higher-order gradients.')

@@ -8,7 +8,7 @@ from torch import Tensor
 from torch.nn.modules.utils import _pair
 
 from . import reference
-from ._ext_loader import ext_available, warn_fallback
+from ._ext_loader import ext_available, no_double_backward, warn_fallback
 
 # dtypes the C++ CPU kernel implements; others fall back to the reference.
 CPU_KERNEL_DTYPES = (torch.float32, torch.float64)
@@ -104,3 +104,5 @@ if ext_available():
                                 _backward_fake)
     torch.library.register_autograd(
         'mmlgc::dynamic_group_conv', _backward, setup_context=_setup_context)
+    torch.library.register_autograd('mmlgc::dynamic_group_conv_backward',
+                                    no_double_backward)

@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.nn.modules.utils import _pair
 
 from . import reference
-from ._ext_loader import ext_available, warn_fallback
+from ._ext_loader import ext_available, no_double_backward, warn_fallback
 from .dynamic_group_conv import CPU_KERNEL_DTYPES
 
 
@@ -111,3 +111,5 @@ if ext_available():
                                 _backward_fake)
     torch.library.register_autograd(
         'mmlgc::ragged_group_conv', _backward, setup_context=_setup_context)
+    torch.library.register_autograd('mmlgc::ragged_group_conv_backward',
+                                    no_double_backward)

@@ -68,7 +68,7 @@ def ragged_group_conv(input: torch.Tensor,
                                     padding, dilation)
     outs, first_in, first_weight = [], 0, 0
     for c, o in zip(in_sizes, out_sizes):
-        if c == 0:  # reads nothing: zero (plus bias below)
+        if c == 0 or o == 0:  # reads or writes nothing: zero (+ bias)
             outs.append(input.new_zeros(input.shape[0], o, out_h, out_w))
         else:
             block = weight[first_weight:first_weight + o * c * kh * kw]
