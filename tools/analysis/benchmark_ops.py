@@ -12,11 +12,14 @@ batch size and density, three forms are timed in the same run:
 * ``mmlgc``: ``mmlgc.ops.dynamic_group_conv``.
 
 Masks are per sample: every group of every sample reads ``round(d * C)``
-channels drawn at random (seeded). Timings are medians over rounds in which
-the three forms run interleaved, in an order that rotates from round to
-round (whichever form runs right after another large conv finds colder
-caches; rotating spreads that evenly). Speed-ups are dense time / form time,
-summed over the layers of the network.
+channels drawn at random (seeded). Timings are medians over rounds; in
+each round the three forms run interleaved, in an order that rotates from
+round to round, and each is timed on its second of two back-to-back calls, so
+that every form is measured with its own data in cache (the first call after
+another form's large conv otherwise pays for that form's cache pollution --
+measured up to 10% here, always on whichever form came second). The machine
+drifts by up to 2x between runs: compare only within one run. Speed-ups are
+dense time / form time, summed over the layers of the network.
 
     python tools/analysis/benchmark_ops.py                  # everything
     python tools/analysis/benchmark_ops.py --batch 1 --kinds 3x3 --no-detection
@@ -97,6 +100,7 @@ def time_forms(fns, rounds, warmup):
     for r in range(rounds):
         for i in range(len(names)):
             name = names[(r + i) % len(names)]
+            fns[name]()  # untimed: brings this form's data back into cache
             start = time.perf_counter()
             fns[name]()
             times[name].append(time.perf_counter() - start)
