@@ -10,7 +10,7 @@ from .utils import compat
 
 compat.apply()
 
-from . import datasets, models, ops  # noqa: E402,F401
+from . import complexity, datasets, engine, layers, models, ops  # noqa: E402,F401,E501
 from .version import __version__  # noqa: E402
 
 __all__ = ['__version__', 'compat', 'datasets', 'models', 'ops']

@@ -1,2 +1,3 @@
 """Backbones, necks and losses of the grouped-conv methods (registered into
 ``mmlgc.registry.MODELS``)."""
+from .backbones import *  # noqa: F401,F403

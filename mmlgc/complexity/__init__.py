@@ -1,0 +1,15 @@
+"""MAC accounting shared by every learnable grouped conv.
+
+Layers report, on each forward, the dense cost of what they computed and the
+per-sample cost a sparse execution would have paid (:class:`CostReporter`);
+:func:`collect_costs` sums them over a model. The budget loss, the training
+logs, ``tools/analysis/get_flops.py`` and the benchmarks all read that one
+record, so every method is counted the same way.
+"""
+from .cost import (CostRecord, CostReporter, CostSummary, collect_costs,
+                   conv_macs, clear_costs)
+
+__all__ = [
+    'CostRecord', 'CostReporter', 'CostSummary', 'clear_costs',
+    'collect_costs', 'conv_macs'
+]

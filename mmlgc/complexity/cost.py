@@ -1,0 +1,107 @@
+"""The cost record each grouped-conv layer leaves behind on forward.
+
+Convention (the MSGC reference counter, ``methods.md`` §1): one MAC per
+multiply-accumulate, plus one op per output element of a conv that BN (+ReLU)
+follows. Costs are counted at the *actual* input size of the forward, so a
+detector's 800x1216 batch is counted as such.
+"""
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+
+def conv_macs(in_channels: int,
+              out_channels: int,
+              kernel_size: Union[int, Sequence[int]],
+              out_size: Sequence[int],
+              groups: int = 1,
+              norm: bool = True) -> int:
+    """MACs of one conv over one sample: ``k² · C/groups · O · H'W'``, plus
+    ``O · H'W'`` when a BN (and activation) follows (``norm=True``)."""
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size,
+                                                      int) else kernel_size
+    spatial = int(out_size[0]) * int(out_size[1])
+    macs = kh * kw * (in_channels // groups) * out_channels * spatial
+    return macs + (out_channels * spatial if norm else 0)
+
+
+@dataclass
+class CostRecord:
+    """What one layer cost on its last forward.
+
+    Attributes:
+        dense: MACs of the dense (ungrouped, unmasked) layer per sample: the
+            denominator of the budget ratio. Excludes what exists only
+            because of the method (generators, attention multiplies).
+        dynamic: ``[N]`` MACs each sample costs when only active connections
+            are computed, generators included. Differentiable w.r.t. the
+            masks where the method's budget loss needs it.
+    """
+    dense: float
+    dynamic: Tensor
+
+
+@dataclass
+class CostSummary:
+    """Costs summed over a model's reporting layers (per sample)."""
+    dense: float
+    dynamic: Tensor
+    per_layer: Dict[str, CostRecord] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> Tensor:
+        """Batch-mean dynamic MACs over dense MACs (MSGC's ``r``)."""
+        return self.dynamic.mean() / self.dense
+
+
+class CostReporter:
+    """Mixin of modules that report a :class:`CostRecord` per forward.
+
+    A reporting module calls :meth:`report_cost` in its forward; records of
+    nested reporters are not merged, so a module reports only its own
+    operations (a block reports its convs, not its parent's stem).
+    """
+    last_cost: Optional[CostRecord] = None
+
+    def report_cost(self, dense: float, dynamic: Union[Tensor, float],
+                    batch_size: int, device=None) -> None:
+        if not isinstance(dynamic, Tensor):
+            dynamic = torch.full((batch_size, ), float(dynamic),
+                                 device=device)
+        self.last_cost = CostRecord(float(dense), dynamic)
+
+
+def _reporters(model: nn.Module) -> Iterable:
+    for name, module in model.named_modules():
+        if isinstance(module, CostReporter):
+            yield name, module
+
+
+def clear_costs(model: nn.Module) -> None:
+    """Forget every record, so a layer skipped by the next forward cannot
+    contribute a stale one."""
+    for _, module in _reporters(model):
+        module.last_cost = None
+
+
+def collect_costs(model: nn.Module) -> CostSummary:
+    """Sum the records of the last forward. Raises if no layer reported,
+    which means no learnable grouped layer ran."""
+    per_layer = {
+        name: module.last_cost
+        for name, module in _reporters(model) if module.last_cost is not None
+    }
+    if not per_layer:
+        raise RuntimeError(
+            f'{type(model).__name__} has no layer that reported its MACs: '
+            'it holds no mmlgc grouped layer, or it has not run forward yet.')
+    records = list(per_layer.values())
+    dynamic = records[0].dynamic
+    for record in records[1:]:
+        dynamic = dynamic + record.dynamic.to(dynamic.device)
+    return CostSummary(
+        dense=sum(r.dense for r in records),
+        dynamic=dynamic,
+        per_layer=per_layer)

@@ -1,0 +1,3 @@
+from .budget_hook import MACBudgetHook
+
+__all__ = ['MACBudgetHook']

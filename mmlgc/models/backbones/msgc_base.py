@@ -1,0 +1,181 @@
+"""What every MSGC backbone shares: block generators and the backbone-level
+behaviour (dense checkpoints, deploy, generator initialisation).
+
+A block mixes in :class:`MSGCBlockMixin` next to the mm* block it extends; a
+backbone mixes in :class:`MSGCBackboneMixin` next to the mm* backbone.
+"""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from mmcv.cnn import fuse_conv_bn
+from mmengine.logging import print_log
+from torch import Tensor, nn
+
+from ...complexity import CostReporter
+from ...layers import AttentionGenerator, MaskGenerator, MSGCConv2d
+
+#: Substring of the parameter names of every mask generator (for
+#: ``paramwise_cfg.custom_keys``: the MSGC recipe gives them 5x lr, no decay).
+MASK_GENERATOR_KEY = 'mask_generator'
+ATTENTION_GENERATOR_KEY = 'attention_generator'
+
+
+def unread_fraction(mask: Tensor) -> Tensor:
+    """``[N, G, C]`` binary masks -> ``[N]`` fraction of the ``C`` channels
+    that no group reads."""
+    return (1 - mask).prod(1).mean(1)
+
+
+def density(mask: Tensor) -> Tensor:
+    """``[N, ...]`` mask -> ``[N]`` mean per sample."""
+    return mask.flatten(1).mean(1)
+
+
+class MSGCBlockMixin(CostReporter):
+    """Generators of one block (all conditioned on the block's pooled
+    input), masks, and its cost report."""
+
+    def _check_unsupported(self, **features):
+        used = sorted(k for k, v in features.items() if v)
+        if used:
+            raise NotImplementedError(
+                f'{type(self).__name__} does not support {", ".join(used)}: '
+                'the MSGC convs replace the convs they would modify')
+
+    @staticmethod
+    def _check_heads(heads: int, out_channels: int, conv: str) -> None:
+        if not isinstance(heads, int) or heads < 1 or out_channels % heads:
+            raise ValueError(
+                f'heads={heads!r} must be a positive integer dividing the '
+                f'{out_channels} output channels of {conv}')
+
+    def _make_generators(self, inplanes: int, masks: dict, attention: dict,
+                         squeeze: int, gate_bias: float, tau: float,
+                         generator_norm_cfg: Optional[dict]):
+        """``masks``/``attention``: ``{index: (channels, heads)}`` -> modules
+        ``mask_generator{index}`` / ``attention_generator{index}``."""
+        for index, (channels, heads) in masks.items():
+            self.add_module(
+                f'{MASK_GENERATOR_KEY}{index}',
+                MaskGenerator(inplanes, channels, heads, squeeze, gate_bias,
+                              tau, generator_norm_cfg))
+        for index, (channels, heads) in attention.items():
+            self.add_module(
+                f'{ATTENTION_GENERATOR_KEY}{index}',
+                AttentionGenerator(inplanes, channels, heads, squeeze,
+                                   generator_norm_cfg))
+
+    def _generate(self, x: Tensor):
+        """Binary masks and attention of every generator, and the MACs of
+        the generators and their shared global average pool."""
+        pooled = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        masks, attention = {}, {}
+        macs = x.shape[1] * x.shape[2] * x.shape[3]  # the shared GAP
+        for name, module in self.named_children():
+            if isinstance(module, MaskGenerator):
+                masks[int(name[len(MASK_GENERATOR_KEY):])] = module(pooled)
+                macs += module.macs
+            elif isinstance(module, AttentionGenerator):
+                attention[int(name[len(ATTENTION_GENERATOR_KEY):])] = module(
+                    pooled)
+                macs += module.macs
+        return masks, attention, macs
+
+    @staticmethod
+    def _weighted(masks: dict, attention: dict, index: int) -> Tensor:
+        mask = masks[index]
+        return mask * attention[index] if index in attention else mask
+
+
+class MSGCBackboneMixin(CostReporter):
+    """Backbone-level MSGC behaviour.
+
+    * Dense checkpoints: loading a torchvision / mmpretrain / mmdet state
+      dict of the dense network keeps the generators' initialisation and
+      says so in one log line instead of a list of missing keys.
+    * ``switch_to_deploy``: BN folded into the convs, MSGC convs on the ops.
+    * ``init_weights`` restores the generators' own initialisation after
+      mmengine's default Kaiming/Constant init.
+    """
+
+    def _setup_msgc(self, gate_bias: float, deploy: bool) -> None:
+        self._gate_bias = gate_bias
+        self._register_load_state_dict_pre_hook(
+            _keep_missing_generators, with_module=True)
+        self.deploy = False
+        if deploy:
+            self.switch_to_deploy()
+
+    def switch_to_deploy(self):
+        """Fold every BN into the conv before it (the generators' too) and
+        run the MSGC convs sparsely through :mod:`mmlgc.ops`.
+
+        The result is an inference-only backbone: its state dict has conv
+        biases and no BN entries, which ``deploy=True`` in the config
+        reproduces, so ``tools/deploy.py`` output loads into it.
+        """
+        self.eval()
+        fuse_conv_bn(self)
+        for module in self.modules():
+            if isinstance(module, MSGCConv2d):
+                module.sparse_eval = True
+        self.deploy = True
+        return self
+
+    def train(self, mode: bool = True):
+        if mode and getattr(self, 'deploy', False):
+            raise RuntimeError(
+                f'a deployed {type(self).__name__} (BN folded into the '
+                'convs) is for inference only')
+        super().train(mode)  # mm* backbones' train() returns None
+        return self
+
+    def init_weights(self):
+        super().init_weights()
+        # mmengine's Kaiming/Constant init (no checkpoint) overwrote the
+        # generators' own initialisation: restore the gate bias and the
+        # identity start of attention. A Pretrained init keeps the loaded
+        # values (the pre-hook already kept absent generators' init).
+        if isinstance(self.init_cfg, dict) and \
+                self.init_cfg.get('type') == 'Pretrained':
+            return
+        for module in self.modules():
+            if isinstance(module, MaskGenerator):
+                nn.init.constant_(module.layers[-1].bias, self._gate_bias)
+            elif isinstance(module, AttentionGenerator):
+                nn.init.zeros_(module.layers[-1].weight)
+                nn.init.ones_(module.layers[-1].bias)
+
+    def sparse_eval(self, enabled: bool = True):
+        """Choose how MSGC convs run in eval: sparse through the ops (default)
+        or the reference's masked dense form (for comparisons)."""
+        for module in self.modules():
+            if isinstance(module, MSGCConv2d):
+                module.sparse_eval = enabled
+        return self
+
+
+def _keep_missing_generators(module, state_dict, prefix, local_metadata,
+                             strict, missing_keys, unexpected_keys,
+                             error_msgs):
+    """Loading a dense checkpoint: the generators it cannot have keep their
+    initialisation, reported in one line instead of a key list."""
+    own = module.state_dict()
+    dense_keys = [k for k in own if 'generator' not in k]
+    if not any(prefix + k in state_dict for k in dense_keys):
+        return  # not a checkpoint of this backbone: report nothing
+    absent = [
+        k for k in own if 'generator' in k and prefix + k not in state_dict
+    ]
+    if not absent:
+        return
+    for key in absent:
+        state_dict[prefix + key] = own[key]
+    generators = {k.rsplit('.layers.', 1)[0] for k in absent}
+    print_log(
+        f'{type(module).__name__}: the checkpoint has no weights for '
+        f'{len(generators)} mask/attention generators ({len(absent)} '
+        'tensors); they keep their initialisation (expected when starting '
+        'from a dense network).',
+        logger='current')

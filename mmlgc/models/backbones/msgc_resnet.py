@@ -1,0 +1,280 @@
+"""MSGC ResNet: mmdet's ResNet with middle-spectrum grouped dynamic convs.
+
+Placement follows the MSGC reference (``methods.md`` §1): in a BasicBlock,
+conv1 reads a per-sample channel mask of the block input and conv2 is the
+G-head grouped dynamic conv; in a Bottleneck, conv1 and conv3 read channel
+masks and the 3x3 conv2 is G-head. All masks of a block come from its pooled
+input. The stem and the downsample convs stay dense. Parameter names and
+shapes are mmdet's (and torchvision's / mmpretrain's), so dense checkpoints
+load with only the generator keys missing.
+"""
+from typing import Optional
+
+import torch.utils.checkpoint as cp
+from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
+from torch import Tensor
+
+from ...complexity import conv_macs
+from ...layers import MSGCConv2d
+from ...ops.reference import conv_output_size
+from ...registry import MODELS
+from .msgc_base import (MSGCBackboneMixin, MSGCBlockMixin, density,
+                        unread_fraction)
+
+
+class _MSGCResBlockMixin(MSGCBlockMixin):
+
+    def _downsample_macs(self, x: Tensor, out: Tensor) -> int:
+        if self.downsample is None:
+            return 0
+        # MSGC counts the 1x1 downsample's MACs only (no BN op).
+        return conv_macs(x.shape[1], out.shape[1], 1, out.shape[2:],
+                         norm=False)
+
+
+
+class MSGCBasicBlock(_MSGCResBlockMixin, BasicBlock):
+    """BasicBlock: conv1 masked per input channel, conv2 G-head dynamic.
+
+    With ``attention``, both convs get an attention generator, as in the
+    reference's BasicBlock.
+    """
+
+    def __init__(self,
+                 inplanes,
+                 planes,
+                 stride=1,
+                 dilation=1,
+                 downsample=None,
+                 style='pytorch',
+                 with_cp=False,
+                 conv_cfg=None,
+                 norm_cfg=dict(type='BN'),
+                 dcn=None,
+                 plugins=None,
+                 init_cfg=None,
+                 heads=4,
+                 attention=False,
+                 squeeze=4,
+                 gate_bias=2.0,
+                 tau=2 / 3,
+                 generator_norm_cfg=dict(type='BN')):
+        self._check_unsupported(dcn=dcn, plugins=plugins)
+        self._check_heads(heads, planes, 'conv2')
+        super().__init__(inplanes, planes, stride, dilation, downsample,
+                         style, with_cp, conv_cfg, norm_cfg, dcn, plugins,
+                         init_cfg)
+        self.heads = heads
+        self.conv1 = MSGCConv2d.from_conv(self.conv1)
+        self.conv2 = MSGCConv2d.from_conv(self.conv2)
+        masks = {1: (inplanes, 1), 2: (planes, heads)}
+        self._make_generators(inplanes, masks, masks if attention else {},
+                              squeeze, gate_bias, tau, generator_norm_cfg)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Generators run outside the checkpointed part so their cost keeps
+        # its graph under with_cp.
+        masks, attention, generator_macs = self._generate(x)
+        read_by_conv2 = masks[2].amax(1)
+
+        def _inner_forward(x):
+            out = self.conv1(x, self._weighted(masks, attention, 1),
+                             read_by_conv2)
+            out = self.relu(self.norm1(out))
+            out = self.norm2(
+                self.conv2(out, self._weighted(masks, attention, 2)))
+            identity = x if self.downsample is None else self.downsample(x)
+            return out + identity
+
+        if self.with_cp and x.requires_grad:
+            out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
+        else:
+            out = _inner_forward(x)
+        self._report(x, out, masks, attention, generator_macs)
+        return self.relu(out)
+
+    def _report(self, x, out, masks, attention, generator_macs):
+        size = out.shape[2:]
+        inplanes, planes = x.shape[1], out.shape[1]
+        dense1 = conv_macs(inplanes, planes, 3, size)
+        dense2 = conv_macs(planes, planes, 3, size)
+        att1 = inplanes * x.shape[2] * x.shape[3] if attention else 0
+        att2 = self.heads * planes * size[0] * size[1] if attention else 0
+        cost1 = density(masks[1]) * (dense1 + att1)
+        cost2 = density(masks[2]) * (dense2 + att2)
+        # conv1 outputs no head of conv2 reads are never computed.
+        bonus = unread_fraction(masks[2].detach()) * cost1.detach()
+        downsample = self._downsample_macs(x, out)
+        self.report_cost(dense1 + dense2 + downsample,
+                         cost1 + cost2 - bonus + generator_macs + downsample,
+                         x.shape[0])
+
+
+class MSGCBottleneck(_MSGCResBlockMixin, Bottleneck):
+    """Bottleneck: conv1 and conv3 masked per input channel, the 3x3 conv2
+    G-head dynamic; attention (optional) on conv2 only, as in the reference.
+    """
+
+    def __init__(self,
+                 inplanes,
+                 planes,
+                 stride=1,
+                 dilation=1,
+                 downsample=None,
+                 style='pytorch',
+                 with_cp=False,
+                 conv_cfg=None,
+                 norm_cfg=dict(type='BN'),
+                 dcn=None,
+                 plugins=None,
+                 init_cfg=None,
+                 heads=4,
+                 attention=False,
+                 squeeze=8,
+                 gate_bias=2.0,
+                 tau=2 / 3,
+                 generator_norm_cfg=dict(type='BN')):
+        self._check_unsupported(dcn=dcn, plugins=plugins)
+        self._check_heads(heads, planes, 'conv2')
+        super().__init__(inplanes, planes, stride, dilation, downsample,
+                         style, with_cp, conv_cfg, norm_cfg, dcn, plugins,
+                         init_cfg)
+        self.heads = heads
+        for name in ('conv1', 'conv2', 'conv3'):
+            setattr(self, name, MSGCConv2d.from_conv(getattr(self, name)))
+        masks = {1: (inplanes, 1), 2: (planes, heads), 3: (planes, 1)}
+        self._make_generators(inplanes, masks,
+                              {2: (planes, heads)} if attention else {},
+                              squeeze, gate_bias, tau, generator_norm_cfg)
+
+    def forward(self, x: Tensor) -> Tensor:
+        masks, attention, generator_macs = self._generate(x)
+        read_by_conv2 = masks[2].amax(1)
+        read_by_conv3 = masks[3][:, 0]
+
+        def _inner_forward(x):
+            out = self.relu(self.norm1(self.conv1(x, masks[1],
+                                                  read_by_conv2)))
+            out = self.relu(
+                self.norm2(
+                    self.conv2(out, self._weighted(masks, attention, 2),
+                               read_by_conv3)))
+            out = self.norm3(self.conv3(out, masks[3]))
+            identity = x if self.downsample is None else self.downsample(x)
+            return out + identity
+
+        if self.with_cp and x.requires_grad:
+            out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
+        else:
+            out = _inner_forward(x)
+        self._report(x, out, masks, attention, generator_macs)
+        return self.relu(out)
+
+    def _report(self, x, out, masks, attention, generator_macs):
+        inplanes, width = x.shape[1], self.planes
+        size1 = conv_output_size(x.shape[2:], 1, self.conv1_stride, 0, 1)
+        size2 = out.shape[2:]
+        dense1 = conv_macs(inplanes, width, 1, size1)
+        dense2 = conv_macs(width, width, 3, size2)
+        dense3 = conv_macs(width, out.shape[1], 1, size2)
+        # The attention multiply acts on conv2's input.
+        att2 = self.heads * width * size1[0] * size1[1] if attention else 0
+        cost1 = density(masks[1]) * dense1
+        cost2 = density(masks[2]) * (dense2 + att2)
+        cost3 = density(masks[3]) * dense3
+        mask2, unread3 = masks[2].detach(), 1 - masks[3].detach()[:, 0]
+        # conv1 outputs no head of conv2 reads, and conv2 outputs conv3 does
+        # not read, are never computed. Per sample (the reference multiplies
+        # batch means; per sample is what a sample really costs).
+        bonus2 = unread_fraction(mask2) * cost1.detach()
+        head_cost = (dense2 + att2) / self.heads
+        bonus3 = sum(
+            mask2[:, g].mean(1) * head_cost * part.mean(1)
+            for g, part in enumerate(unread3.chunk(self.heads, dim=1)))
+        downsample = self._downsample_macs(x, out)
+        self.report_cost(
+            dense1 + dense2 + dense3 + downsample,
+            cost1 + cost2 + cost3 - bonus2 - bonus3 + generator_macs +
+            downsample, x.shape[0])
+
+
+@MODELS.register_module()
+class MSGCResNet(MSGCBackboneMixin, ResNet):
+    """ResNet (depth 18/34/50/101/152) with MSGC blocks; mmdet ResNet's
+    arguments and outputs, usable as an mmdet or mmpretrain backbone.
+
+    Args:
+        heads: groups G of the dynamic convs (default 4).
+        attention: add MSGC's attention generators.
+        squeeze: generator squeeze ratio; default 4 for BasicBlock and 8 for
+            Bottleneck, as in the reference.
+        gate_bias: initial bias of the mask logits (2.0: ~88% open).
+        tau: temperature of the binary-concrete gate.
+        generator_norm_cfg: norm in the generators' hidden layer; default
+            the backbone's ``norm_cfg``. It acts on pooled ``N x C`` vectors,
+            which a training-mode BN cannot normalise at detection batch sizes
+            (2 per GPU; one image fails outright). The detection configs keep
+            mmdet's ``norm_eval=True``, which puts these BNs in eval mode with
+            every other BN of the backbone: the generators use the statistics
+            learnt in classification pretraining (frozen). Pretraining runs
+            them in train mode at batch >= 32 per GPU. ``SyncBN`` in
+            ``norm_cfg`` syncs them too; ``None`` removes them.
+        **kwargs: mmdet ``ResNet`` arguments (``depth``, ``out_indices``,
+            ``frozen_stages``, ``norm_cfg``, ``norm_eval``, ``style``,
+            ``with_cp``, ``init_cfg``, ...). ``dcn`` and ``plugins`` are not
+            supported.
+
+    A frozen stage (``frozen_stages``) keeps its gates in eval mode: its
+    masks are deterministic and its cost still counts toward the budget.
+    """
+
+    arch_settings = {
+        18: (MSGCBasicBlock, (2, 2, 2, 2)),
+        34: (MSGCBasicBlock, (3, 4, 6, 3)),
+        50: (MSGCBottleneck, (3, 4, 6, 3)),
+        101: (MSGCBottleneck, (3, 4, 23, 3)),
+        152: (MSGCBottleneck, (3, 8, 36, 3))
+    }
+
+    def __init__(self,
+                 depth: int,
+                 heads: int = 4,
+                 attention: bool = False,
+                 squeeze: Optional[int] = None,
+                 gate_bias: float = 2.0,
+                 tau: float = 2 / 3,
+                 generator_norm_cfg='same',
+                 deploy: bool = False,
+                 **kwargs):
+        if depth not in self.arch_settings:
+            raise KeyError(f'invalid depth {depth} for MSGCResNet; choose '
+                           f'from {sorted(self.arch_settings)}')
+        block = self.arch_settings[depth][0]
+        if squeeze is None:
+            squeeze = 4 if block is MSGCBasicBlock else 8
+        if generator_norm_cfg == 'same':
+            generator_norm_cfg = kwargs.get(
+                'norm_cfg', dict(type='BN', requires_grad=True))
+        self._block_kwargs = dict(
+            heads=heads,
+            attention=attention,
+            squeeze=squeeze,
+            gate_bias=gate_bias,
+            tau=tau,
+            generator_norm_cfg=generator_norm_cfg)
+        super().__init__(depth, **kwargs)
+        if self.deep_stem:
+            raise NotImplementedError('MSGCResNet has the standard stem only')
+        self._setup_msgc(gate_bias, deploy)
+
+    def make_res_layer(self, **kwargs):
+        return super().make_res_layer(**kwargs, **self._block_kwargs)
+
+    def forward(self, x: Tensor):
+        stem = conv_output_size(x.shape[2:], 7, 2, 3, 1)
+        pooled = conv_output_size(stem, 3, 2, 1, 1)
+        # MSGC's convention: stem conv + BN op, 4 ops per max-pool output.
+        stem_macs = (conv_macs(x.shape[1], self.stem_channels, 7, stem) +
+                     4 * self.stem_channels * pooled[0] * pooled[1])
+        self.report_cost(stem_macs, stem_macs, x.shape[0], x.device)
+        return super().forward(x)

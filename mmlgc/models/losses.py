@@ -1,0 +1,71 @@
+"""Budget (MAC hinge) loss, added to any model's loss dict by one mechanism.
+
+:func:`attach_aux_losses` hooks a model's ``forward``: in ``mode='loss'`` the
+loss dict the detector (or classifier) returned gets the auxiliary terms. It
+works for every mmdet detector and mmpretrain classifier alike, inside
+(MM)DistributedDataParallel too (the hook sits on the wrapped module, so the
+terms join the same backward), and keeps the checkpoint keys standard
+(``backbone.…``), which a wrapper model would not.
+"""
+from typing import Callable, Dict, List
+
+import torch
+from torch import Tensor, nn
+
+from ..complexity import clear_costs, collect_costs
+
+
+def mac_budget_loss(ratio: Tensor, target: float,
+                    loss_weight: float) -> Tensor:
+    """MSGC's budget term ``λ · max(0, r − τ)``, a linear hinge."""
+    return loss_weight * torch.clamp(ratio - target, min=0)
+
+
+class MACBudget:
+    """The budget terms of one model: ``loss_budget`` (λ·max(0, r − τ)),
+    plus ``macs_ratio`` and ``macs_target`` for the logs (not summed into
+    the loss: their keys have no ``loss``).
+
+    ``r`` is the batch's mean per-sample MACs over dense MACs, both summed
+    over the layers that report costs (:mod:`mmlgc.complexity`) at the batch's
+    input size. ``target`` is read on every call (the hook anneals it).
+    """
+
+    def __init__(self, target: float = 1.0, loss_weight: float = 30.0):
+        self.target = target
+        self.loss_weight = loss_weight
+
+    def __call__(self, model: nn.Module) -> Dict[str, Tensor]:
+        ratio = collect_costs(model).ratio
+        return dict(
+            loss_budget=mac_budget_loss(ratio, self.target, self.loss_weight),
+            macs_ratio=ratio.detach(),
+            macs_target=ratio.new_tensor(self.target))
+
+
+def attach_aux_losses(model: nn.Module,
+                      terms: Callable[[nn.Module], Dict[str, Tensor]]
+                      ) -> List:
+    """Add ``terms(model)`` to the loss dict of every ``mode='loss'``
+    forward of ``model``. Returns the hook handles (``.remove()`` detaches).
+    """
+
+    def clear(module, args, kwargs):
+        clear_costs(module)
+
+    def add(module, args, kwargs, output):
+        mode = kwargs.get('mode', args[2] if len(args) > 2 else 'tensor')
+        if mode != 'loss' or not isinstance(output, dict):
+            return output
+        extra = terms(module)
+        clash = set(extra) & set(output)
+        if clash:
+            raise KeyError(f'auxiliary loss keys {sorted(clash)} are already '
+                           f'in the loss dict of {type(module).__name__}')
+        output.update(extra)
+        return output
+
+    return [
+        model.register_forward_pre_hook(clear, with_kwargs=True),
+        model.register_forward_hook(add, with_kwargs=True)
+    ]

@@ -1,0 +1,240 @@
+"""MSGC: gates, backbone, MAC accounting, budget loss, checkpoints, deploy."""
+import pytest
+import torch
+from mmdet.models.backbones import ResNet
+
+from mmlgc.complexity import collect_costs, conv_macs
+from mmlgc.engine import MACBudgetHook
+from mmlgc.layers import BinaryConcreteGate
+from mmlgc.models import MSGCResNet
+from mmlgc.models.losses import MACBudget, attach_aux_losses
+
+
+def _backbone(depth=18, **kwargs):
+    kwargs.setdefault('norm_eval', False)
+    model = MSGCResNet(depth=depth, **kwargs)
+    model.init_weights()
+    return model
+
+
+def test_gate_train_open_probability_is_sigmoid_of_logit():
+    torch.manual_seed(0)
+    gate = BinaryConcreteGate().train()
+    logits = torch.tensor([-2.0, -0.5, 0.0, 1.0, 2.0])
+    samples = gate(logits.expand(20000, 5))
+    assert set(samples.unique().tolist()) <= {0.0, 1.0}
+    torch.testing.assert_close(samples.mean(0), torch.sigmoid(logits),
+                               atol=0.015, rtol=0)
+
+
+def test_gate_eval_is_deterministic_threshold():
+    gate = BinaryConcreteGate().eval()
+    logits = torch.tensor([-1e-3, 0.0, 3.0])
+    assert gate(logits).tolist() == [0.0, 1.0, 1.0]
+
+
+def test_gate_straight_through_gradient_is_soft_gradient():
+    torch.manual_seed(0)
+    logits = torch.zeros(1000, requires_grad=True)
+    BinaryConcreteGate(tau=2 / 3).train()(logits).sum().backward()
+    assert (logits.grad > 0).all()
+
+
+@pytest.mark.parametrize('depth,check_macs',
+                         [(18, 1817.21e6), (50, 4099.70e6)])
+def test_dense_macs_match_msgc_check_numbers(depth, check_macs):
+    model = _backbone(depth, out_indices=(3, )).eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 224, 224))
+    last = 512 * (4 if depth == 50 else 1)
+    classifier = last * (7 * 7 + 1000)  # MSGC counts the ImageNet head
+    total = collect_costs(model).dense + classifier
+    assert abs(total - check_macs) / check_macs < 1e-3
+
+
+def test_block_cost_by_hand_with_closed_gates():
+    """Every mask closed: a BasicBlock costs only its generators, GAP and
+    downsample; the bonus removes nothing further (conv1 already costs 0)."""
+    model = _backbone(18).eval()
+    for name, p in model.named_parameters():
+        if 'mask_generator' in name and name.endswith('layers.3.bias'):
+            p.data.fill_(-100.0)
+        if 'mask_generator' in name and name.endswith('layers.3.weight'):
+            p.data.zero_()
+    with torch.no_grad():
+        model(torch.randn(2, 3, 32, 32))
+    block = model.layer2[0]  # 64 -> 128, stride 2: input 8x8, output 4x4
+    gens = sum(m.macs for n, m in block.named_children() if 'generator' in n)
+    expected = 64 * 8 * 8 + gens + conv_macs(64, 128, 1, (4, 4), norm=False)
+    torch.testing.assert_close(block.last_cost.dynamic,
+                               torch.full((2, ), float(expected)))
+    assert block.last_cost.dense == (conv_macs(64, 128, 3, (4, 4)) +
+                                     conv_macs(128, 128, 3, (4, 4)) +
+                                     conv_macs(64, 128, 1, (4, 4), norm=False))
+
+
+def test_budget_gradient_reaches_generators():
+    torch.manual_seed(0)
+    model = _backbone(18).train()
+    model(torch.randn(2, 3, 32, 32))
+    budget = MACBudget(target=0.1, loss_weight=30.0)(model)
+    assert budget['loss_budget'] > 0
+    budget['loss_budget'].backward()
+    grad = model.layer3[1].mask_generator2.layers[-1].bias.grad
+    assert grad is not None and grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize('depth', [18, 50])
+@pytest.mark.parametrize('attention', [False, True])
+def test_task_gradient_reaches_generators(depth, attention):
+    torch.manual_seed(0)
+    model = _backbone(depth, attention=attention, base_channels=16).train()
+    sum(o.square().mean() for o in model(torch.randn(2, 3, 32, 32))).backward()
+    for name, p in model.named_parameters():
+        if 'generator' in name and name.endswith('layers.3.bias'):
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_budget_hook_anneals_and_resumes():
+    hook = MACBudgetHook(target=0.4, anneal_end=0.5)
+    assert hook.target_at(0.0) == 1.0
+    assert hook.target_at(0.25) == pytest.approx(0.7)
+    assert hook.target_at(0.5) == hook.target_at(0.9) == pytest.approx(0.4)
+
+    class Runner:  # what the hook reads from mmengine's Runner
+        iter, max_iters = 300, 1000
+
+    hook.before_train_iter(Runner(), 0)  # a run resumed at iteration 300
+    assert hook.budget.target == pytest.approx(1 - 0.3 / 0.5 * 0.6)
+    with pytest.raises(ValueError):
+        MACBudgetHook(target=1.5)
+
+
+def test_budget_value_is_linear_hinge():
+    from mmlgc.models.losses import mac_budget_loss
+    r = torch.tensor(0.7)
+    assert mac_budget_loss(r, 0.5, 30.0).item() == pytest.approx(6.0)
+    assert mac_budget_loss(r, 0.8, 30.0).item() == 0.0
+
+
+def test_dense_checkpoint_loads_with_only_generators_missing(tmp_path):
+    dense = ResNet(depth=18)
+    model = MSGCResNet(depth=18)
+    before = model.layer1[0].mask_generator2.layers[-1].bias.clone()
+    result = model.load_state_dict(dense.state_dict(), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    torch.testing.assert_close(model.layer1[0].conv1.weight,
+                               dense.layer1[0].conv1.weight)
+    torch.testing.assert_close(
+        model.layer1[0].mask_generator2.layers[-1].bias, before)
+
+
+def test_pretrained_init_cfg_from_mmengine_checkpoint(tmp_path):
+    from mmengine.runner import save_checkpoint
+    dense = ResNet(depth=18)
+    ckpt = str(tmp_path / 'dense.pth')
+    save_checkpoint(
+        {'state_dict': {f'backbone.{k}': v
+                        for k, v in dense.state_dict().items()}}, ckpt)
+    model = MSGCResNet(
+        depth=18,
+        init_cfg=dict(type='Pretrained', checkpoint=ckpt,
+                      prefix='backbone.'))
+    model.init_weights()
+    torch.testing.assert_close(model.layer4[1].conv2.weight,
+                               dense.layer4[1].conv2.weight)
+    assert model.layer1[0].mask_generator1.layers[-1].bias.eq(2.0).all()
+
+
+def test_generator_bn_frozen_by_norm_eval_at_batch_one():
+    model = _backbone(18, norm_eval=True).train()
+    bn = model.layer2[0].mask_generator2.layers[1]
+    stats = bn.running_mean.clone()
+    model(torch.randn(1, 3, 32, 32))  # train-mode BN would fail on 1 vector
+    assert not bn.training
+    torch.testing.assert_close(bn.running_mean, stats)
+
+
+@pytest.mark.parametrize('depth', [18, 50])
+@pytest.mark.parametrize('attention', [False, True])
+def test_sparse_eval_and_deploy_match_masked_eval(depth, attention):
+    torch.manual_seed(0)
+    model = _backbone(depth, attention=attention, base_channels=16,
+                      gate_bias=0.0).eval()
+    # Train BN statistics and attention away from their init so folding
+    # and attention are exercised.
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    for name, p in model.named_parameters():
+        if 'attention_generator' in name:
+            p.data.normal_(0, 0.1)
+    x = torch.randn(2, 3, 48, 40)
+    with torch.no_grad():
+        for m in model.modules():
+            if hasattr(m, 'sparse_eval'):
+                m.sparse_eval = False
+        masked = model(x)
+        model.switch_to_deploy()
+        deployed = model(x)
+    for a, b in zip(masked, deployed):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * a.abs().max())
+    with pytest.raises(RuntimeError):
+        model.train()
+
+
+def test_deploy_state_dict_round_trips_through_config_flag():
+    model = _backbone(18).eval()
+    model.switch_to_deploy()
+    fresh = MSGCResNet(depth=18, deploy=True)
+    fresh.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        for a, b in zip(model(x), fresh.eval()(x)):
+            torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize('detector', [
+    'retinanet_r50_fpn.py', 'faster-rcnn_r50_fpn.py'
+])
+@pytest.mark.parametrize('depth', [18, 50])
+def test_detector_loss_dict_gets_budget(detector, depth, tmp_path):
+    from mmengine.config import Config
+    from mmdet.registry import MODELS
+    from mmdet.structures import DetDataSample
+    from mmengine.registry import DefaultScope
+    from mmengine.structures import InstanceData
+    path = tmp_path / 'detector.py'
+    path.write_text(f"_base_ = 'mmdet::_base_/models/{detector}'")
+    cfg = Config.fromfile(str(path))
+    cfg.model.backbone = dict(
+        type='mmlgc.MSGCResNet', depth=depth, base_channels=16,
+        out_indices=(0, 1, 2, 3), frozen_stages=1, norm_eval=True)
+    cfg.model.neck.in_channels = [16 * (4 if depth == 50 else 1) * 2**i
+                                  for i in range(4)]
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.train()
+    budget = MACBudget(target=0.2)
+    attach_aux_losses(model, budget)
+    sample = DetDataSample(metainfo=dict(img_shape=(64, 64),
+                                         pad_shape=(64, 64),
+                                         scale_factor=(1.0, 1.0),
+                                         batch_input_shape=(64, 64)))
+    sample.gt_instances = InstanceData(
+        bboxes=torch.tensor([[4.0, 4.0, 40.0, 30.0]]),
+        labels=torch.tensor([1]))
+    losses = model(torch.randn(2, 3, 64, 64), [sample, sample], mode='loss')
+    assert {'loss_budget', 'macs_ratio', 'macs_target'} <= set(losses)
+    assert 0 < losses['macs_ratio'] < 1.2
+    total, _ = model.parse_losses(losses)
+    total.backward()
+    gen = model.backbone.layer2[0].mask_generator2.layers[-1].bias
+    assert gen.grad is not None and gen.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        preds = model(torch.randn(1, 3, 64, 64), [sample], mode='predict')
+    assert len(preds) == 1
