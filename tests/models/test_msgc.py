@@ -6,13 +6,27 @@ from mmdet.models.backbones import ResNet
 from mmlgc.complexity import collect_costs, conv_macs
 from mmlgc.engine import MACBudgetHook
 from mmlgc.layers import BinaryConcreteGate
-from mmlgc.models import MSGCResNet
+from mmlgc.models import MSGCMobileNetV2, MSGCResNet
 from mmlgc.models.losses import MACBudget, attach_aux_losses
+
+#: Every MSGC backbone, small: name -> (class, kwargs).
+SMALL_BACKBONES = {
+    'resnet18': (MSGCResNet, dict(depth=18, base_channels=16)),
+    'resnet50': (MSGCResNet, dict(depth=50, base_channels=16)),
+    'mobilenet_v2': (MSGCMobileNetV2, dict(widen_factor=0.5)),
+}
 
 
 def _backbone(depth=18, **kwargs):
     kwargs.setdefault('norm_eval', False)
     model = MSGCResNet(depth=depth, **kwargs)
+    model.init_weights()
+    return model
+
+
+def _small(name, **kwargs):
+    cls, defaults = SMALL_BACKBONES[name]
+    model = cls(**{**defaults, 'norm_eval': False, **kwargs})
     model.init_weights()
     return model
 
@@ -52,6 +66,15 @@ def test_dense_macs_match_msgc_check_numbers(depth, check_macs):
     assert abs(total - check_macs) / check_macs < 1e-3
 
 
+def test_mobilenet_v2_dense_macs_match_msgc_check_number():
+    model = MSGCMobileNetV2(out_indices=(7, )).eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 224, 224))
+    classifier = 1280 * 1000 + 1280 * 7 * 7  # FC + global pool
+    total = collect_costs(model).dense + classifier
+    assert abs(total - 306.94e6) / 306.94e6 < 1e-3
+
+
 def test_block_cost_by_hand_with_closed_gates():
     """Every mask closed: a BasicBlock costs only its generators, GAP and
     downsample; the bonus removes nothing further (conv1 already costs 0)."""
@@ -84,11 +107,11 @@ def test_budget_gradient_reaches_generators():
     assert grad is not None and grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize('depth', [18, 50])
+@pytest.mark.parametrize('name', sorted(SMALL_BACKBONES))
 @pytest.mark.parametrize('attention', [False, True])
-def test_task_gradient_reaches_generators(depth, attention):
+def test_task_gradient_reaches_generators(name, attention):
     torch.manual_seed(0)
-    model = _backbone(depth, attention=attention, base_channels=16).train()
+    model = _small(name, attention=attention).train()
     sum(o.square().mean() for o in model(torch.randn(2, 3, 32, 32))).backward()
     for name, p in model.named_parameters():
         if 'generator' in name and name.endswith('layers.3.bias'):
@@ -117,16 +140,34 @@ def test_budget_value_is_linear_hinge():
     assert mac_budget_loss(r, 0.8, 30.0).item() == 0.0
 
 
-def test_dense_checkpoint_loads_with_only_generators_missing(tmp_path):
-    dense = ResNet(depth=18)
-    model = MSGCResNet(depth=18)
-    before = model.layer1[0].mask_generator2.layers[-1].bias.clone()
+@pytest.mark.parametrize('name', sorted(SMALL_BACKBONES))
+def test_dense_checkpoint_loads_with_only_generators_missing(
+        name, monkeypatch):
+    from mmdet.models.backbones import MobileNetV2
+
+    from mmlgc.models.backbones import msgc_base
+    logged = []
+    monkeypatch.setattr(msgc_base, 'print_log',
+                        lambda msg, **kwargs: logged.append(msg))
+    cls, kwargs = SMALL_BACKBONES[name]
+    dense = (ResNet if cls is MSGCResNet else MobileNetV2)(**kwargs)
+    model = _small(name)
+    generator = next(m for n, m in model.named_modules()
+                     if n.endswith('mask_generator1'))
+    before = generator.layers[-1].bias.clone()
     result = model.load_state_dict(dense.state_dict(), strict=True)
     assert not result.missing_keys and not result.unexpected_keys
-    torch.testing.assert_close(model.layer1[0].conv1.weight,
-                               dense.layer1[0].conv1.weight)
-    torch.testing.assert_close(
-        model.layer1[0].mask_generator2.layers[-1].bias, before)
+    for key, value in dense.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value)
+    torch.testing.assert_close(generator.layers[-1].bias, before)
+    assert len(logged) == 1 and 'no weights for' in logged[0], logged
+
+
+def test_checkpoint_of_wrong_depth_names_the_disagreeing_shapes():
+    dense = ResNet(depth=34)
+    with pytest.raises(RuntimeError,
+                       match=r'Unexpected key.*layer1\.2\.conv1\.weight'):
+        MSGCResNet(depth=18).load_state_dict(dense.state_dict())
 
 
 def test_pretrained_init_cfg_from_mmengine_checkpoint(tmp_path):
@@ -155,12 +196,11 @@ def test_generator_bn_frozen_by_norm_eval_at_batch_one():
     torch.testing.assert_close(bn.running_mean, stats)
 
 
-@pytest.mark.parametrize('depth', [18, 50])
+@pytest.mark.parametrize('name', sorted(SMALL_BACKBONES))
 @pytest.mark.parametrize('attention', [False, True])
-def test_sparse_eval_and_deploy_match_masked_eval(depth, attention):
+def test_sparse_eval_and_deploy_match_masked_eval(name, attention):
     torch.manual_seed(0)
-    model = _backbone(depth, attention=attention, base_channels=16,
-                      gate_bias=0.0).eval()
+    model = _small(name, attention=attention, gate_bias=0.0).eval()
     # Train BN statistics and attention away from their init so folding
     # and attention are exercised.
     for m in model.modules():
@@ -173,10 +213,7 @@ def test_sparse_eval_and_deploy_match_masked_eval(depth, attention):
             p.data.normal_(0, 0.1)
     x = torch.randn(2, 3, 48, 40)
     with torch.no_grad():
-        for m in model.modules():
-            if hasattr(m, 'sparse_eval'):
-                m.sparse_eval = False
-        masked = model(x)
+        masked = model.sparse_eval(False)(x)
         model.switch_to_deploy()
         deployed = model(x)
     for a, b in zip(masked, deployed):
@@ -199,8 +236,8 @@ def test_deploy_state_dict_round_trips_through_config_flag():
 @pytest.mark.parametrize('detector', [
     'retinanet_r50_fpn.py', 'faster-rcnn_r50_fpn.py'
 ])
-@pytest.mark.parametrize('depth', [18, 50])
-def test_detector_loss_dict_gets_budget(detector, depth, tmp_path):
+@pytest.mark.parametrize('name', sorted(SMALL_BACKBONES))
+def test_detector_loss_dict_gets_budget(detector, name, tmp_path):
     from mmengine.config import Config
     from mmdet.registry import MODELS
     from mmdet.structures import DetDataSample
@@ -209,11 +246,17 @@ def test_detector_loss_dict_gets_budget(detector, depth, tmp_path):
     path = tmp_path / 'detector.py'
     path.write_text(f"_base_ = 'mmdet::_base_/models/{detector}'")
     cfg = Config.fromfile(str(path))
+    cls, kwargs = SMALL_BACKBONES[name]
+    if cls is MSGCResNet:
+        out_indices = (0, 1, 2, 3)
+        in_channels = [16 * cls.arch_settings[kwargs['depth']][0].expansion *
+                       2**i for i in range(4)]
+    else:  # widen 0.5: layer2, layer3, layer5, conv2
+        out_indices, in_channels = (1, 2, 4, 7), [16, 16, 48, 1280]
     cfg.model.backbone = dict(
-        type='mmlgc.MSGCResNet', depth=depth, base_channels=16,
-        out_indices=(0, 1, 2, 3), frozen_stages=1, norm_eval=True)
-    cfg.model.neck.in_channels = [16 * (4 if depth == 50 else 1) * 2**i
-                                  for i in range(4)]
+        type=f'mmlgc.{cls.__name__}', **kwargs, out_indices=out_indices,
+        frozen_stages=1, norm_eval=True)
+    cfg.model.neck.in_channels = in_channels
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(cfg.model)
     model.init_weights()
@@ -232,7 +275,9 @@ def test_detector_loss_dict_gets_budget(detector, depth, tmp_path):
     assert 0 < losses['macs_ratio'] < 1.2
     total, _ = model.parse_losses(losses)
     total.backward()
-    gen = model.backbone.layer2[0].mask_generator2.layers[-1].bias
+    # layer3 is trainable in every backbone (frozen_stages=1).
+    gen = next(p for n, p in model.backbone.layer3.named_parameters()
+               if 'mask_generator' in n and n.endswith('layers.3.bias'))
     assert gen.grad is not None and gen.grad.abs().sum() > 0
     model.eval()
     with torch.no_grad():
