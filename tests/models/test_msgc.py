@@ -283,3 +283,18 @@ def test_detector_loss_dict_gets_budget(detector, name, tmp_path):
     with torch.no_grad():
         preds = model(torch.randn(1, 3, 64, 64), [sample], mode='predict')
     assert len(preds) == 1
+
+
+def test_mobilenet_v2_loads_torchvision_weights():
+    import torchvision
+    dense = torchvision.models.mobilenet_v2().eval()
+    for m in dense.modules():  # non-trivial BN statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+    model = MSGCMobileNetV2(out_indices=(7, ), gate_bias=100.0)
+    result = model.load_state_dict(dense.state_dict(), strict=False)
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    model.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():  # every gate open: the dense network's features
+        torch.testing.assert_close(model(x)[0], dense.features(x))

@@ -9,7 +9,8 @@ no head reads is credited back, as in the reference ("bonus"). Parameter
 names are mmdet's / mmpretrain's, so their MobileNetV2 checkpoints load with
 only the generator keys missing.
 """
-from typing import Optional
+import re
+from typing import Dict, Optional
 
 import torch.utils.checkpoint as cp
 from mmdet.models.backbones.mobilenet_v2 import MobileNetV2
@@ -88,11 +89,64 @@ class MSGCInvertedResidual(MSGCBlockMixin, InvertedResidual):
                          x.shape[0])
 
 
+def torchvision_to_mmdet_keys(state_dict: Dict, prefix: str = '') -> Dict:
+    """Rename a torchvision ``mobilenet_v2`` state dict to mmdet's
+    MobileNetV2 names (``features.N`` -> ``conv1`` / ``layerL.B`` /
+    ``conv2``; the classifier is dropped). Other keys pass unchanged.
+
+    The MSGC reference starts ImageNet training from torchvision's weights;
+    this lets ``init_cfg=dict(type='Pretrained',
+    checkpoint='torchvision://mobilenet_v2')`` do the same.
+    """
+    blocks = [(layer, index)
+              for layer, (_, _, num, _) in enumerate(
+                  MobileNetV2.arch_settings, 1) for index in range(num)]
+    last = len(blocks) + 1
+    converted = {}
+    for key, value in state_dict.items():
+        match = re.fullmatch(re.escape(prefix) + r'features\.(\d+)\.(.*)', key)
+        if match is None:
+            if not key.startswith(prefix + 'classifier.'):
+                converted[key] = value
+            continue
+        feature, rest = int(match[1]), match[2]
+        if feature in (0, last):  # ConvBNReLU: 0 conv, 1 bn
+            name = 'conv1' if feature == 0 else 'conv2'
+            part, tail = rest.split('.', 1)
+            new = f'{name}.{"conv" if part == "0" else "bn"}.{tail}'
+        else:
+            layer, index = blocks[feature - 1]
+            # conv.[0 expand (t != 1)], dw, linear conv, linear bn.
+            names = (['depthwise_conv', 'linear_conv']
+                     if layer == 1 else
+                     ['expand_conv', 'depthwise_conv', 'linear_conv'])
+            _, part, tail = rest.split('.', 2)
+            part = int(part)
+            if part < len(names) - 1:  # ConvBNReLU: .0 conv, .1 bn
+                sub, tail = tail.split('.', 1)
+                new = f'{names[part]}.{"conv" if sub == "0" else "bn"}.{tail}'
+            else:  # the projection: a bare conv, then its BN
+                kind = 'conv' if part == len(names) - 1 else 'bn'
+                new = f'linear_conv.{kind}.{tail}'
+            new = f'layer{layer}.{index}.{new}'
+        converted[prefix + new] = value
+    return converted
+
+
+def _convert_torchvision_keys(module, state_dict, prefix, *args):
+    if any(k.startswith(prefix + 'features.') for k in state_dict):
+        converted = torchvision_to_mmdet_keys(state_dict, prefix)
+        state_dict.clear()
+        state_dict.update(converted)
+
+
 @MODELS.register_module()
 class MSGCMobileNetV2(MSGCBackboneMixin, MobileNetV2):
     """MobileNetV2 with MSGC projections; mmdet MobileNetV2's arguments
     (``widen_factor``, ``out_indices``, ``frozen_stages``, ``norm_cfg``,
     ``act_cfg``, ``norm_eval``, ``with_cp``, ``init_cfg``) and outputs.
+    Loads mmdet MobileNetV2 and torchvision ``mobilenet_v2`` state dicts
+    (renamed by :func:`torchvision_to_mmdet_keys`).
 
     Args:
         heads: groups G of the projections (default 4).
@@ -121,6 +175,9 @@ class MSGCMobileNetV2(MSGCBackboneMixin, MobileNetV2):
             tau=tau,
             generator_norm_cfg=generator_norm_cfg)
         super().__init__(**kwargs)
+        # Registered first, so the generator pre-hook sees mmdet's names.
+        self._register_load_state_dict_pre_hook(
+            _convert_torchvision_keys, with_module=True)
         self._setup_msgc(gate_bias, deploy)
 
     def make_layer(self, out_channels, num_blocks, stride, expand_ratio):
