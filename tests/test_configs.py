@@ -20,7 +20,7 @@ def test_configs_are_found():
     assert 'configs/pretrain/resnet18_shapes.py' in CONFIGS
 
 
-def _batch(scope):
+def _batch(scope, size=1):
     from mmengine.structures import InstanceData
     img = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
     if scope == 'mmdet':
@@ -34,7 +34,7 @@ def _batch(scope):
     else:
         from mmpretrain.structures import DataSample
         sample = DataSample().set_gt_label(2)
-    return dict(inputs=[img], data_samples=[sample])
+    return dict(inputs=[img] * size, data_samples=[sample] * size)
 
 
 @pytest.mark.parametrize('config', CONFIGS)
@@ -49,7 +49,10 @@ def test_config_builds_and_runs(config):
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope(scope):
         model = registry.build(model_cfg)  # init_cfg is not applied
-        data = model.data_preprocessor(_batch(scope), True)
+        model.train()  # as mmengine's train loop does (applies norm_eval)
+        # Two images: generator BNs on pooled vectors need > 1 per batch in
+        # training mode (mmpretrain configs; detection ones freeze them).
+        data = model.data_preprocessor(_batch(scope, 2), True)
         total, _ = model.parse_losses(model(**data, mode='loss'))
         assert total.requires_grad and torch.isfinite(total)
         total.backward()

@@ -1,0 +1,17 @@
+# MSGC RetinaNet-R18-FPN, COCO 1x (methods.md §1): MSGC ResNet-18 (4 heads),
+# MAC budget annealed to 0.49 of the dense backbone, initialised from
+# configs/pretrain/msgc_resnet18_8xb32_in1k.py.
+_base_ = 'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py'
+custom_imports = dict(imports=['mmlgc'], allow_failed_imports=False)
+pretrained = 'work_dirs/msgc_resnet18_8xb32_in1k/epoch_120.pth'
+
+model = dict(
+    backbone=dict(
+        type='mmlgc.MSGCResNet',
+        heads=4,
+        init_cfg=dict(
+            type='Pretrained', checkpoint=pretrained, prefix='backbone.')))
+
+custom_hooks = [dict(type='mmlgc.MACBudgetHook', target=0.49)]
+optim_wrapper = dict(
+    paramwise_cfg=dict(custom_keys={'mask_generator': dict(decay_mult=0.)}))
