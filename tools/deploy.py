@@ -1,0 +1,78 @@
+"""Convert a trained mmlgc model for deployment.
+
+    python tools/deploy.py CONFIG CKPT OUT [--cfg-options k=v ...]
+
+Writes ``OUT`` (a checkpoint whose eval forward runs the learned groups
+through mmlgc's ops, BN folded into the convs) and ``OUT`` with ``.py``
+instead of its extension (the config with ``deploy=True`` on the converted
+modules), so that
+
+    python tools/test.py OUT.py OUT
+
+evaluates the deployed model. Both files are written atomically.
+"""
+import argparse
+import os
+import os.path as osp
+import tempfile
+
+import torch
+from mmengine.config import DictAction
+from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.runner import load_checkpoint, save_checkpoint
+
+import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
+from mmlgc.deploy import deploy_model, mark_deploy_in_config
+from mmlgc.utils.config import load_config
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='config the checkpoint was trained '
+                        'with')
+    parser.add_argument('checkpoint', help='trained checkpoint')
+    parser.add_argument('out', help='deployed checkpoint to write (.pth)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value')
+    return parser.parse_args()
+
+
+def _atomic(path, write):
+    """``write(tmp)`` then rename onto ``path``: never a half-written file."""
+    directory = osp.dirname(osp.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=osp.splitext(path)[1])
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+
+
+def main():
+    args = parse_args()
+    cfg = load_config(args.config, args.cfg_options)
+    scope = cfg.get('default_scope', 'mmdet')
+    init_default_scope(scope)
+    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
+    model_cfg = cfg.model.copy()
+    with DefaultScope.overwrite_default_scope(scope):
+        model = registry.build(model_cfg)
+    load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
+    names = deploy_model(model)
+    out_cfg = mark_deploy_in_config(cfg, names)
+    meta = dict(deployed_from=osp.abspath(args.checkpoint),
+                deployed_modules=names)
+    _atomic(args.out, lambda tmp: save_checkpoint(
+        dict(state_dict=model.state_dict(), meta=meta), tmp))
+    config_path = osp.splitext(args.out)[0] + '.py'
+    _atomic(config_path, out_cfg.dump)
+    print(f'deployed {", ".join(names)}: {args.out}\nconfig: {config_path}\n'
+          f'evaluate: python tools/test.py {config_path} {args.out}')
+
+
+if __name__ == '__main__':
+    with torch.no_grad():
+        main()
