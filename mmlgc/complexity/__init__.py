@@ -11,5 +11,9 @@ from .cost import (CostRecord, CostReporter, CostSummary, collect_costs,
 
 __all__ = [
     'CostRecord', 'CostReporter', 'CostSummary', 'clear_costs',
-    'collect_costs', 'conv_macs'
+    'collect_costs', 'conv_macs', 'register_op_handles'
 ]
+
+from .analysis import register_op_handles  # noqa: E402
+
+register_op_handles()

@@ -1,0 +1,171 @@
+"""Dense and dynamic MACs of a model with mmlgc layers, at real input sizes.
+
+    python tools/analysis/get_flops.py CONFIG [--checkpoint CKPT] \
+        [--num-images N] [--shape H [W]] [--out stats.json]
+
+Two counts, side by side:
+
+* mmengine's analyzer (``get_model_complexity_info``): MACs ("flops") and
+  parameters of the whole model and of its backbone, traced on the first
+  input. It sees tensor shapes only, so it counts every grouped conv as dense
+  (the masked form replicates the input per head but its ``groups=G`` conv
+  costs as much as the dense conv).
+* mmlgc's records (:mod:`mmlgc.complexity`): the grouped layers report, per
+  image, the dense MACs and the MACs a sparse execution pays given that
+  image's masks, generators and the producer "bonus" included, in the MSGC
+  reference counter's convention (one op per BN/ReLU output). Reported as
+  mean/std/min/max over ``--num-images`` images of the config's test set
+  (pipeline and resize as in testing), per layer and in total.
+
+With ``--shape`` a random input of that size replaces the data set (one
+"image"). For classifiers the ImageNet head (global pool + FC) is added in the
+MSGC convention, so ``--shape 224`` reproduces the paper's check numbers
+(ResNet-18 1817.21 M, ResNet-50 4099.70 M dense).
+"""
+import argparse
+import json
+import os
+import os.path as osp
+
+import torch
+from mmengine.analysis import get_model_complexity_info
+from mmengine.config import DictAction
+from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.runner import Runner, load_checkpoint
+
+import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
+from mmlgc.complexity import collect_costs
+from mmlgc.utils.config import load_config
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config')
+    parser.add_argument('--checkpoint', help='trained weights (masks come '
+                        'from its generators); default: initialised model')
+    parser.add_argument('--num-images', type=int, default=100)
+    parser.add_argument('--shape', type=int, nargs='+',
+                        help='a random input of this size instead of data')
+    parser.add_argument('--out', help='write the statistics as JSON')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args()
+
+
+def classifier_head_macs(model, features: torch.Tensor) -> int:
+    """MSGC convention for an ImageNet head: ``C·(H'W' + classes)``."""
+    fc = getattr(getattr(model, 'head', None), 'fc', None)
+    if fc is None or features is None:
+        return 0
+    return fc.in_features * (features.shape[2] * features.shape[3] +
+                             fc.out_features)
+
+
+def inputs_from_data(cfg, model, num_images):
+    """Preprocessed single-image batches from the config's test set."""
+    cfg.test_dataloader.batch_size = 1
+    loader = Runner.build_dataloader(cfg.test_dataloader)
+    for index, data in enumerate(loader):
+        if index >= num_images:
+            break
+        yield model.data_preprocessor(data, False)
+
+
+def stats(values):
+    t = torch.tensor(values, dtype=torch.float64)
+    return dict(mean=t.mean().item(), std=t.std(unbiased=False).item(),
+                min=t.min().item(), max=t.max().item())
+
+
+def main():
+    args = parse_args()
+    cfg = load_config(args.config, args.cfg_options)
+    scope = cfg.get('default_scope', 'mmdet')
+    init_default_scope(scope)
+    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
+    model_cfg = cfg.model.copy()
+    if args.checkpoint:
+        model_cfg.backbone.pop('init_cfg', None)
+    with DefaultScope.overwrite_default_scope(scope):
+        model = registry.build(model_cfg)
+    if args.checkpoint:
+        load_checkpoint(model, args.checkpoint, map_location='cpu')
+    model.eval()
+
+    if args.shape:
+        h, w = (args.shape * 2)[:2]
+        batches = [dict(inputs=torch.randn(1, 3, h, w), data_samples=None)]
+    else:
+        batches = inputs_from_data(cfg, model, args.num_images)
+
+    dense, dynamic, layers, sizes, analyzer = None, [], {}, [], None
+    with torch.no_grad():
+        for data in batches:
+            inputs = data['inputs']
+            feats = model.backbone(inputs)
+            costs = collect_costs(model.backbone)
+            head = classifier_head_macs(model, feats[-1])
+            dense = costs.dense + head
+            dynamic.append(costs.dynamic.item() + head)
+            sizes.append(list(inputs.shape[2:]))
+            for name, record in costs.per_layer.items():
+                entry = layers.setdefault(name or 'stem', dict(
+                    dense=record.dense, dynamic=[]))
+                entry['dynamic'].append(record.dynamic.item())
+            if analyzer is None:
+                analyzer = get_model_complexity_info(
+                    model, inputs=(inputs, ), show_table=False,
+                    show_arch=False)
+                backbone_analyzer = get_model_complexity_info(
+                    model.backbone, inputs=(inputs, ), show_table=False,
+                    show_arch=False)
+    if not dynamic:
+        raise RuntimeError(f'no images in the test set of {args.config}')
+
+    summary = stats(dynamic)
+    result = dict(
+        config=args.config,
+        checkpoint=args.checkpoint,
+        images=len(dynamic),
+        input_sizes=dict(first=sizes[0], distinct=len(set(map(tuple,
+                                                              sizes)))),
+        backbone_mmlgc=dict(
+            dense=dense, dynamic=summary,
+            ratio={k: v / dense for k, v in summary.items()
+                   if k != 'std'}),
+        analyzer=dict(
+            model_flops=analyzer['flops'], model_params=analyzer['params'],
+            backbone_flops=backbone_analyzer['flops'],
+            backbone_params=backbone_analyzer['params']),
+        layers={
+            name: dict(dense=entry['dense'], dynamic=stats(entry['dynamic']))
+            for name, entry in layers.items()
+        })
+
+    print(f'\n{args.config}: {len(dynamic)} image(s), first input '
+          f'{sizes[0][0]}x{sizes[0][1]}')
+    print(f'{"layer":<24}{"dense MMACs":>14}{"dynamic mean":>14}'
+          f'{"std":>10}{"ratio":>8}')
+    for name, entry in result['layers'].items():
+        mean = entry['dynamic']['mean']
+        print(f'{name:<24}{entry["dense"] / 1e6:>14.2f}{mean / 1e6:>14.2f}'
+              f'{entry["dynamic"]["std"] / 1e6:>10.2f}'
+              f'{mean / entry["dense"]:>8.3f}')
+    print('-' * 70)
+    print(f'backbone (mmlgc, MSGC convention'
+          f'{", + classifier head" if classifier_head_macs(model, feats[-1]) else ""}'
+          f'): dense {dense / 1e6:.2f} M MACs, dynamic mean '
+          f'{summary["mean"] / 1e6:.2f} M (std {summary["std"] / 1e6:.2f}, '
+          f'min {summary["min"] / 1e6:.2f}, max {summary["max"] / 1e6:.2f}),'
+          f' ratio {summary["mean"] / dense:.3f}')
+    print(f'mmengine analyzer (dense-equivalent, first input): model '
+          f'{analyzer["flops_str"]} MACs / {analyzer["params_str"]} params, '
+          f'backbone {backbone_analyzer["flops_str"]} / '
+          f'{backbone_analyzer["params_str"]}')
+    if args.out:
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+        with open(args.out, 'w') as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
