@@ -38,9 +38,14 @@ class CostRecord:
         dynamic: ``[N]`` MACs each sample costs when only active connections
             are computed, generators included. Differentiable w.r.t. the
             masks where the method's budget loss needs it.
+        expected: static expected MACs per sample where a method defines
+            one independently of the masks (DGC: the conv at its target keep
+            fraction, the reference counter's number); None means "the
+            measured ``dynamic`` mean".
     """
     dense: float
     dynamic: Tensor
+    expected: Optional[float] = None
 
 
 @dataclass
@@ -55,6 +60,15 @@ class CostSummary:
         """Batch-mean dynamic MACs over dense MACs (MSGC's ``r``)."""
         return self.dynamic.mean() / self.dense
 
+    @property
+    def expected(self) -> float:
+        """Static expected MACs per sample: each layer's ``expected``, or
+        its measured batch mean where it defines none."""
+        return sum(
+            r.expected if r.expected is not None else
+            float(r.dynamic.detach().double().mean())
+            for r in self.per_layer.values())
+
 
 class CostReporter:
     """Mixin of modules that report a :class:`CostRecord` per forward.
@@ -66,11 +80,14 @@ class CostReporter:
     last_cost: Optional[CostRecord] = None
 
     def report_cost(self, dense: float, dynamic: Union[Tensor, float],
-                    batch_size: int, device=None) -> None:
+                    batch_size: int, device=None,
+                    expected: Optional[float] = None) -> None:
         if not isinstance(dynamic, Tensor):
             dynamic = torch.full((batch_size, ), float(dynamic),
                                  device=device)
-        self.last_cost = CostRecord(float(dense), dynamic)
+        self.last_cost = CostRecord(
+            float(dense), dynamic,
+            None if expected is None else float(expected))
 
 
 def _reporters(model: nn.Module) -> Iterable:

@@ -1,8 +1,11 @@
 """The learnable grouped convs and their parts (gates, generators)."""
-from .gates import BinaryConcreteGate
-from .generators import AttentionGenerator, MaskGenerator
+from .dgc import DGCConv, GlobalThreshold, prune_schedule
+from .gates import BinaryConcreteGate, TopKSaliencyGate
+from .generators import AttentionGenerator, MaskGenerator, SaliencyGenerator
 from .msgc import MSGCConv2d
 
 __all__ = [
-    'AttentionGenerator', 'BinaryConcreteGate', 'MaskGenerator', 'MSGCConv2d'
+    'AttentionGenerator', 'BinaryConcreteGate', 'DGCConv', 'GlobalThreshold',
+    'MaskGenerator', 'MSGCConv2d', 'prune_schedule', 'SaliencyGenerator',
+    'TopKSaliencyGate'
 ]

@@ -34,3 +34,69 @@ class BinaryConcreteGate(nn.Module):
 
     def extra_repr(self) -> str:
         return f'tau={self.tau:.4g}'
+
+
+class TopKSaliencyGate(nn.Module):
+    """DGC's gate (``methods.md`` §2): per sample and head, zero the ``k``
+    channels of lowest saliency and scale the kept ones by their saliency.
+
+    Input and output are ``[N, G, C]`` saliencies; the output is the real
+    valued mask ``s ⊙ keep``. The selection carries no gradient, the kept
+    saliencies carry theirs (as in the reference, which zeroes a clone of the
+    saliency at the selected indices).
+
+    Ties at the threshold (``tie_break``):
+
+    * ``'index'`` (default): exactly ``k`` channels are dropped per sample
+      and head; among equal saliencies the lower channel index is dropped
+      first (a stable ascending sort). Deterministic, independent of the
+      batch, and every head reads at most ``C - k`` channels, which is what
+      the MAC accounting and a fixed-width deploy assume.
+    * ``'reference'``: the reference's rule, drop every channel whose
+      saliency is ``<=`` the ``k``-th smallest, which drops more than ``k``
+      channels when values tie at the threshold.
+
+    Both agree whenever the ``k``-th and ``(k+1)``-th smallest saliencies
+    differ. The usual tie is several saliencies at exactly 0 (the
+    generator's final ReLU); those channels are zero in either rule, so the
+    two outputs differ only for ties at a positive value.
+
+    :meth:`threshold` is DGC-G's gate: keep a channel iff its saliency is
+    above a (network-wide) threshold.
+    """
+
+    TIE_BREAKS = ('index', 'reference')
+
+    def __init__(self, tie_break: str = 'index'):
+        super().__init__()
+        if tie_break not in self.TIE_BREAKS:
+            raise ValueError(f'tie_break must be one of {self.TIE_BREAKS}, '
+                             f'got {tie_break!r}')
+        self.tie_break = tie_break
+
+    def drop_mask(self, saliency: Tensor, k: int) -> Tensor:
+        """Boolean ``[N, G, C]``: the channels the top-k rule drops."""
+        s = saliency.detach()
+        if k <= 0:
+            return torch.zeros_like(s, dtype=torch.bool)
+        if k >= s.shape[-1]:
+            return torch.ones_like(s, dtype=torch.bool)
+        if self.tie_break == 'reference':
+            kth = s.topk(k, dim=-1, largest=False).values.amax(-1, True)
+            return s <= kth
+        order = s.argsort(dim=-1, stable=True)
+        drop = torch.zeros_like(s, dtype=torch.bool)
+        return drop.scatter_(-1, order[..., :k], True)
+
+    def forward(self, saliency: Tensor, k: int) -> Tensor:
+        if k <= 0:
+            return saliency
+        return saliency.masked_fill(self.drop_mask(saliency, k), 0)
+
+    @staticmethod
+    def threshold(saliency: Tensor, threshold: float) -> Tensor:
+        """DGC-G: keep channels whose saliency is ``> threshold``."""
+        return saliency.masked_fill(saliency.detach() <= threshold, 0)
+
+    def extra_repr(self) -> str:
+        return f'tie_break={self.tie_break!r}'

@@ -1,6 +1,7 @@
 """Per-sample generators conditioned on a block's pooled input."""
 from typing import Optional
 
+import torch
 from mmcv.cnn import build_norm_layer
 from torch import Tensor, nn
 
@@ -86,3 +87,65 @@ class AttentionGenerator(_PooledMLP):
         super().__init__(in_channels, channels, heads, squeeze, norm_cfg)
         nn.init.zeros_(self.layers[-1].weight)
         nn.init.ones_(self.layers[-1].bias)
+
+
+class SaliencyGenerator(nn.Module):
+    """DGC's saliency generators, one per head, run as one batched module:
+    head ``g`` maps the pooled input ``[N, C]`` through
+    ``ReLU(FC2_g(ReLU(FC1_g(p))))`` (FC1 ``C -> C/r`` without bias, FC2
+    ``C/r -> C`` with bias 1) to ``[N, G, C]`` non-negative saliencies.
+
+    Unlike MSGC's generators the heads share nothing (no common hidden
+    layer) and there is no norm, as in the reference; the FC weights are
+    plain ``[G, out, in]`` parameters (the reference's ``nn.Linear`` shapes
+    stacked over heads), which mm*'s Kaiming/Constant default init for convs
+    and norms leaves alone, so the reference initialisation (Kaiming normal,
+    FC2 bias 1) survives ``init_weights``.
+
+    Args:
+        in_channels: channels ``C`` of the pooled input (and of the
+            saliency).
+        heads: ``G``.
+        squeeze: hidden width ``C // squeeze`` (the caller applies DGC's
+            "16, or 8 when C < 80").
+        bias_init: initial FC2 bias (1 in DGC: every channel starts salient).
+    """
+
+    def __init__(self, in_channels: int, heads: int = 4, squeeze: int = 16,
+                 bias_init: float = 1.0):
+        super().__init__()
+        hidden = in_channels // squeeze
+        if hidden < 1:
+            raise ValueError(f'squeeze {squeeze} leaves no hidden channel for '
+                             f'{in_channels} input channels')
+        self.in_channels, self.heads, self.hidden = in_channels, heads, hidden
+        self.bias_init = bias_init
+        self.fc1_weight = nn.Parameter(torch.empty(heads, hidden, in_channels))
+        self.fc2_weight = nn.Parameter(torch.empty(heads, in_channels, hidden))
+        self.fc2_bias = nn.Parameter(torch.empty(heads, in_channels))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Per head as nn.init.kaiming_normal_ on an [out, in] Linear weight.
+        for weight in (self.fc1_weight, self.fc2_weight):
+            for head in weight:
+                nn.init.kaiming_normal_(head)
+        nn.init.constant_(self.fc2_bias, self.bias_init)
+
+    def forward(self, pooled: Tensor) -> Tensor:
+        hidden = torch.relu(torch.einsum('nc,ghc->ngh', pooled,
+                                         self.fc1_weight))
+        out = torch.einsum('ngh,gch->ngc', hidden, self.fc2_weight)
+        return torch.relu(out + self.fc2_bias)
+
+    @property
+    def macs(self) -> int:
+        """Per-sample MACs in the DGC reference counter's convention, per
+        head: FC1 ``C·h``, its ReLU ``h``, FC2 ``h·C + C`` (bias), its ReLU
+        ``C``, and one op per saliency element ``C``."""
+        c, h = self.in_channels, self.hidden
+        return self.heads * (2 * c * h + h + 3 * c)
+
+    def extra_repr(self) -> str:
+        return (f'in_channels={self.in_channels}, heads={self.heads}, '
+                f'hidden={self.hidden}')

@@ -1,0 +1,298 @@
+"""DGC's dynamic group conv (``methods.md`` §2) and the pruning schedule.
+
+A :class:`DGCConv` is a pre-activation conv (its own BN -> ReLU on its
+input) split into ``G`` heads. Each head has a saliency generator, keeps per
+sample the ``C - k`` most salient input channels (scaled by their saliency)
+and convolves them into ``O / G`` outputs; the heads' outputs are interleaved
+(channel shuffle). ``k`` follows the training progress (:func:`prune_schedule`)
+and lives in a persistent buffer, so evaluation and resumed runs use the
+value training reached.
+
+DGC-G, the global-threshold variant of the paper (never released): instead of
+``k`` per head, a channel is kept iff its saliency exceeds one network-wide
+threshold (buffer ``threshold`` of every layer), estimated by
+:class:`GlobalThreshold` (driven by :class:`mmlgc.engine.DGCScheduleHook`) so
+that on average the scheduled fraction is pruned. Heads and layers then keep
+uneven numbers of channels.
+"""
+from typing import Iterable, List, Optional
+
+import torch
+import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
+from torch import Tensor, nn
+
+from .. import ops
+from ..complexity import CostReporter, conv_macs
+from .gates import TopKSaliencyGate
+from .generators import SaliencyGenerator
+
+#: DGC's schedule: no pruning before 1/12 of training, a linear ramp to the
+#: final ``k`` at 3/4, then fixed.
+RAMP_BEGIN, RAMP_END = 1 / 12, 3 / 4
+
+
+def prune_schedule(progress: float,
+                   ramp_begin: float = RAMP_BEGIN,
+                   ramp_end: float = RAMP_END) -> float:
+    """Fraction in [0, 1] of the final pruning reached at ``progress``
+    (iterations done / total). ``ramp_begin == ramp_end`` gives a step
+    (``0, 0``: prune fully from the start, for fine-tuning a DGC network).
+
+    The reference: ``k = round(C·(1−keep)·1.5·(p − 1/12))`` for
+    ``1/12 < p < 3/4`` (``1.5 = 1 / (3/4 − 1/12)``) and the full ``k`` from
+    3/4 on.
+    """
+    if not 0 <= ramp_begin <= ramp_end <= 1:
+        raise ValueError('need 0 <= ramp_begin <= ramp_end <= 1, got '
+                         f'{ramp_begin}, {ramp_end}')
+    if progress >= ramp_end:
+        return 1.0
+    if progress <= ramp_begin:
+        return 0.0
+    return (progress - ramp_begin) / (ramp_end - ramp_begin)
+
+
+class DGCConv(CostReporter, nn.Conv2d):
+    """Dynamic group conv: BN -> ReLU -> G saliency-gated heads -> shuffle.
+
+    The weight is one dense ``[O, C, kh, kw]`` tensor in the *output* order
+    (after the shuffle): output channel ``o`` belongs to head ``o % G``, as
+    the reference's interleaving (``out[j·G + g] = head_g[j]``) puts it. So
+    the shuffle costs no parameter permutation: a dense conv's weight
+    (mmdet/torchvision checkpoint) loads as is, the BN after the conv folds
+    row-wise as for any conv (``mmcv.cnn.fuse_conv_bn``), and the heads'
+    ``groups=G`` weight is a fixed permutation of its rows, taken at run time.
+
+    Executions (identical up to rounding):
+
+    * masked (training, or masks needing gradients): the reference's form,
+      replicated input x saliency mask and one ``groups=G`` conv
+      (:func:`mmlgc.ops.reference.dynamic_group_conv`), then the shuffle.
+    * sparse (eval with ``sparse_eval``): the per-sample "index layer" the
+      reference's users asked for: :func:`mmlgc.ops.dynamic_group_conv`
+      gathers each head's kept channels (scaled by their saliency) and
+      computes only those pairs, then the shuffle (one channel permutation
+      of the output).
+
+    Each forward leaves:
+
+    * ``saliency_l1``: ``Σ_heads mean_{n,c}(s)``, the layer's part of DGC's
+      L1 term (the reference's ``mask.mean()`` per head, summed);
+    * a cost record (:mod:`mmlgc.complexity`) in the DGC reference counter's
+      convention: pre-activation ReLU (input numel), GAP (input numel), the
+      generators (:attr:`SaliencyGenerator.macs`) and the conv, scaled per
+      sample and head by the fraction of channels it reads (``dynamic``) or
+      by ``keep`` (``expected``, the reference counter's static number). BN
+      is not counted. ``dense`` is the unpruned layer: ReLU + full conv.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation,
+            bias: as ``nn.Conv2d`` (``groups`` is always 1: the heads are the
+            groups).
+        heads: ``G``; must divide ``out_channels``.
+        keep: target fraction of input channels a head keeps (0.45 for the
+            paper's ResNet-18, i.e. prune 55%).
+        squeeze: generator squeeze ratio ``r``, halved when
+            ``in_channels < 80`` as in the reference (16 -> 8).
+        mode: ``'head'`` (DGC: top-k per sample and head) or ``'global'``
+            (DGC-G: one network-wide saliency threshold).
+        tie_break: see :class:`TopKSaliencyGate` (``'index'``: exactly ``k``).
+        norm_cfg: the pre-activation norm (mmcv config).
+    """
+
+    MODES = ('head', 'global')
+    sparse_eval: bool = True
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size,
+                 stride=1,
+                 padding=0,
+                 dilation=1,
+                 bias: bool = False,
+                 heads: int = 4,
+                 keep: float = 0.45,
+                 squeeze: int = 16,
+                 mode: str = 'head',
+                 tie_break: str = 'index',
+                 norm_cfg: dict = dict(type='BN')):
+        if not isinstance(heads, int) or heads < 1 or out_channels % heads:
+            raise ValueError(f'heads={heads!r} must be a positive integer '
+                             f'dividing the {out_channels} output channels')
+        if not 0 < keep <= 1:
+            raise ValueError(f'keep must be in (0, 1], got {keep}')
+        if mode not in self.MODES:
+            raise ValueError(f'mode must be one of {self.MODES}, got {mode!r}')
+        super().__init__(in_channels, out_channels, kernel_size, stride,
+                         padding, dilation, 1, bias)
+        self.heads, self.keep, self.mode = heads, keep, mode
+        self.pre_norm = build_norm_layer(norm_cfg, in_channels)[1]
+        if in_channels < 80:
+            squeeze = max(squeeze // 2, 1)
+        self.saliency_generator = SaliencyGenerator(in_channels, heads,
+                                                    squeeze)
+        self.gate = TopKSaliencyGate(tie_break)
+        # k (channels each head drops per sample) and DGC-G's threshold:
+        # persistent, so eval and a resumed run use what training reached.
+        self.register_buffer('pruned_channels',
+                             torch.zeros((), dtype=torch.long))
+        self.register_buffer('threshold', torch.tensor(float('-inf')))
+        self.saliency_l1: Optional[Tensor] = None
+        # DGC-G statistics: the hook sets ``collect_saliency`` for the
+        # iterations it samples; the forward then leaves ``collected``.
+        self.collect_saliency = False
+        self.collected = None
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, **kwargs) -> 'DGCConv':
+        """A DGCConv with ``conv``'s geometry (fresh parameters)."""
+        if conv.groups != 1:
+            raise ValueError('DGCConv replaces dense convs (groups=1)')
+        return cls(conv.in_channels, conv.out_channels, conv.kernel_size,
+                   conv.stride, conv.padding, conv.dilation,
+                   conv.bias is not None, **kwargs)
+
+    # -- schedule -----------------------------------------------------------
+    def k_at(self, fraction: float) -> int:
+        """``k`` at a fraction of the final pruning (the reference's
+        ``round(C·(1−keep)·fraction)``; Python's round, as there)."""
+        return round(self.in_channels * (1 - self.keep) * fraction)
+
+    def set_progress(self, progress: float, ramp_begin: float = RAMP_BEGIN,
+                     ramp_end: float = RAMP_END) -> None:
+        self.pruned_channels.fill_(
+            self.k_at(prune_schedule(progress, ramp_begin, ramp_end)))
+
+    @property
+    def k(self) -> int:
+        return int(self.pruned_channels)
+
+    # -- forward ------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        if self.padding_mode != 'zeros':
+            raise NotImplementedError('DGCConv supports zero padding only')
+        x = F.relu(self.pre_norm(x))
+        saliency = self.saliency_generator(x.mean((2, 3)))
+        self.saliency_l1 = saliency.mean((0, 2)).sum()
+        if self.mode == 'global':
+            mask = self.gate.threshold(saliency, float(self.threshold))
+        else:
+            mask = self.gate(saliency, self.k)
+        out = self._grouped_conv(x, mask)
+        conv = conv_macs(self.in_channels, self.out_channels,
+                         self.kernel_size, out.shape[2:], norm=False)
+        if self.collect_saliency:
+            # Input channel of one head: conv / (G·C) MACs.
+            self.collected = (saliency.detach(),
+                              conv / (self.heads * self.in_channels))
+        self._report(x, mask, conv)
+        return out
+
+    def _grouped_conv(self, x: Tensor, mask: Tensor) -> Tensor:
+        g, o = self.heads, self.out_channels
+        # Rows in output order (o = j·G + g) -> head-major (g·O/G + j).
+        weight = self.weight.view(o // g, g,
+                                  *self.weight.shape[1:]).transpose(0, 1)
+        weight = weight.reshape(self.weight.shape)
+        bias = None if self.bias is None else self.bias.view(o // g,
+                                                             g).t().flatten()
+        args = (self.stride, self.padding, self.dilation)
+        if self.training or not self.sparse_eval or mask.requires_grad:
+            out = ops.reference.dynamic_group_conv(x, weight, bias, mask,
+                                                   None, *args)
+        else:
+            out = ops.dynamic_group_conv(x, weight, bias, mask, None, *args)
+        n, _, h, w = out.shape
+        # The shuffle: head-major -> interleaved.
+        return out.view(n, g, o // g, h, w).transpose(1, 2).reshape(
+            n, o, h, w)
+
+    def _report(self, x: Tensor, mask: Tensor, conv: int) -> None:
+        numel = x.shape[1] * x.shape[2] * x.shape[3]
+        relu = gap = numel
+        fixed = relu + gap + self.saliency_generator.macs
+        read = (mask.detach() != 0).flatten(1).float().mean(1)
+        self.report_cost(relu + conv, fixed + read * conv, x.shape[0],
+                         expected=fixed + self.keep * conv)
+
+    def extra_repr(self) -> str:
+        return (f'{super().extra_repr()}, heads={self.heads}, '
+                f'keep={self.keep}, mode={self.mode!r}')
+
+
+def dgc_layers(model: nn.Module) -> List[DGCConv]:
+    return [m for m in model.modules() if isinstance(m, DGCConv)]
+
+
+def weighted_quantile(values: Tensor, weights: Tensor,
+                      fraction: float) -> float:
+    """Smallest value ``t`` whose weighted share of values ``<= t`` reaches
+    ``fraction``; ``-inf`` for ``fraction <= 0`` (nothing pruned)."""
+    if fraction <= 0:
+        return float('-inf')
+    order = values.argsort()
+    share = weights[order].double().cumsum(0)
+    share = share / share[-1]
+    index = torch.searchsorted(share, share.new_tensor([fraction]))
+    return float(values[order][index.clamp(max=len(values) - 1)])
+
+
+class GlobalThreshold:
+    """DGC-G's network-wide saliency threshold.
+
+    The paper reports a global-threshold variant but released no code; this
+    is our design. Over the sampled iterations (the last ones of each
+    epoch, chosen by the hook) every layer's raw saliencies (before any
+    gating) are pooled network-wide; per iteration the threshold is the
+    weighted quantile at the scheduled prune fraction, and the estimate is
+    the mean of these per-iteration thresholds. Gating ``s > threshold``
+    then prunes on average that fraction while heads and layers keep uneven
+    numbers of channels.
+
+    ``weighting='macs'`` (default) weighs a channel of a head by the MACs
+    its removal saves (``k²·(O/G)·H'W'``), so the fraction is of conv MACs,
+    as DGC's per-head ``k`` prunes that fraction of every layer's MACs;
+    ``'channels'`` counts channels. Averaging per-iteration quantiles keeps
+    memory constant (no saliency history) and matches the batch-level
+    selection the network will see.
+    """
+
+    WEIGHTINGS = ('macs', 'channels')
+
+    def __init__(self, weighting: str = 'macs'):
+        if weighting not in self.WEIGHTINGS:
+            raise ValueError(f'weighting must be one of {self.WEIGHTINGS}, '
+                             f'got {weighting!r}')
+        self.weighting = weighting
+        self.thresholds: List[float] = []
+
+    def add(self, layers: Iterable[DGCConv], fraction: float) -> None:
+        """Add one iteration: the ``collected`` saliencies of ``layers``
+        (consumed), at target prune ``fraction`` of the total."""
+        values, weights = [], []
+        for layer in layers:
+            if layer.collected is None:
+                continue
+            saliency, channel_macs = layer.collected
+            layer.collected = None
+            values.append(saliency.flatten().float())
+            weights.append(
+                torch.full_like(values[-1], channel_macs if self.weighting ==
+                                'macs' else 1.0))
+        if values:
+            self.thresholds.append(
+                weighted_quantile(torch.cat(values), torch.cat(weights),
+                                  fraction))
+
+    def pop(self) -> Optional[float]:
+        """The estimate over the iterations added since the last pop (None
+        if none were)."""
+        if not self.thresholds:
+            return None
+        values = torch.tensor(self.thresholds, dtype=torch.float64)
+        self.thresholds = []
+        if torch.isinf(values).any():
+            return float('-inf')
+        return float(values.mean())
