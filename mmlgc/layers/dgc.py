@@ -183,7 +183,7 @@ class DGCConv(CostReporter, nn.Conv2d):
         out = self._grouped_conv(x, mask)
         conv = conv_macs(self.in_channels, self.out_channels,
                          self.kernel_size, out.shape[2:], norm=False)
-        if self.collect_saliency:
+        if self.collect_saliency and self.training:
             # Input channel of one head: conv / (G·C) MACs.
             self.collected = (saliency.detach(),
                               conv / (self.heads * self.in_channels))

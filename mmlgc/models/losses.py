@@ -1,4 +1,5 @@
-"""Budget (MAC hinge) loss, added to any model's loss dict by one mechanism.
+"""Budget (MAC hinge, MSGC) and saliency L1 (DGC) losses, added to any
+model's loss dict by one mechanism.
 
 :func:`attach_aux_losses` hooks a model's ``forward``: in ``mode='loss'`` the
 loss dict the detector (or classifier) returned gets the auxiliary terms. It
@@ -12,7 +13,7 @@ from typing import Callable, Dict, List
 import torch
 from torch import Tensor, nn
 
-from ..complexity import clear_costs, collect_costs
+from ..complexity import CostReporter, clear_costs, collect_costs
 
 
 def mac_budget_loss(ratio: Tensor, target: float,
@@ -41,6 +42,38 @@ class MACBudget:
             loss_budget=mac_budget_loss(ratio, self.target, self.loss_weight),
             macs_ratio=ratio.detach(),
             macs_target=ratio.new_tensor(self.target))
+
+
+class SaliencyL1:
+    """DGC's sparsity term ``loss_saliency = λ · Σ_layers Σ_heads mean(s)``
+    (``λ = 1e-5``), plus ``macs_ratio`` for the logs.
+
+    Collected from every layer that left a ``saliency_l1`` tensor on its last
+    forward (:class:`mmlgc.layers.DGCConv`); a layer counts only if it also
+    reported a cost record in this forward (:func:`attach_aux_losses` clears
+    the records first), so a layer the forward skipped contributes no stale
+    term.
+    """
+
+    def __init__(self, loss_weight: float = 1e-5):
+        self.loss_weight = loss_weight
+
+    def __call__(self, model: nn.Module) -> Dict[str, Tensor]:
+        terms = [
+            m.saliency_l1 for m in model.modules()
+            if isinstance(m, CostReporter) and m.last_cost is not None
+            and getattr(m, 'saliency_l1', None) is not None
+        ]
+        if not terms:
+            raise RuntimeError(
+                f'{type(model).__name__} has no layer with a saliency term: '
+                'it holds no DGC layer, or it has not run forward yet.')
+        total = terms[0]
+        for term in terms[1:]:
+            total = total + term.to(total.device)
+        return dict(
+            loss_saliency=self.loss_weight * total,
+            macs_ratio=collect_costs(model).ratio.detach())
 
 
 def attach_aux_losses(model: nn.Module,

@@ -1,3 +1,4 @@
 from .budget_hook import MACBudgetHook
+from .dgc_hook import DGCScheduleHook
 
-__all__ = ['MACBudgetHook']
+__all__ = ['DGCScheduleHook', 'MACBudgetHook']

@@ -8,11 +8,11 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from mmcv.cnn import fuse_conv_bn
 from mmengine.logging import print_log
 from torch import Tensor, nn
 
 from ...complexity import CostReporter
+from ...deploy import DeployableBackboneMixin
 from ...layers import AttentionGenerator, MaskGenerator, MSGCConv2d
 
 #: Substring of the parameter names of every mask generator (for
@@ -88,7 +88,7 @@ class MSGCBlockMixin(CostReporter):
         return mask * attention[index] if index in attention else mask
 
 
-class MSGCBackboneMixin(CostReporter):
+class MSGCBackboneMixin(DeployableBackboneMixin, CostReporter):
     """Backbone-level MSGC behaviour.
 
     * Dense checkpoints: loading a torchvision / mmpretrain / mmdet state
@@ -107,30 +107,6 @@ class MSGCBackboneMixin(CostReporter):
         if deploy:
             self.switch_to_deploy()
 
-    def switch_to_deploy(self):
-        """Fold every BN into the conv before it (the generators' too) and
-        run the MSGC convs sparsely through :mod:`mmlgc.ops`.
-
-        The result is an inference-only backbone: its state dict has conv
-        biases and no BN entries, which ``deploy=True`` in the config
-        reproduces, so ``tools/deploy.py`` output loads into it.
-        """
-        self.eval()
-        fuse_conv_bn(self)
-        for module in self.modules():
-            if isinstance(module, MSGCConv2d):
-                module.sparse_eval = True
-        self.deploy = True
-        return self
-
-    def train(self, mode: bool = True):
-        if mode and getattr(self, 'deploy', False):
-            raise RuntimeError(
-                f'a deployed {type(self).__name__} (BN folded into the '
-                'convs) is for inference only')
-        super().train(mode)  # mm* backbones' train() returns None
-        return self
-
     def init_weights(self):
         super().init_weights()
         # mmengine's Kaiming/Constant init (no checkpoint) overwrote the
@@ -146,14 +122,6 @@ class MSGCBackboneMixin(CostReporter):
             elif isinstance(module, AttentionGenerator):
                 nn.init.zeros_(module.layers[-1].weight)
                 nn.init.ones_(module.layers[-1].bias)
-
-    def sparse_eval(self, enabled: bool = True):
-        """Choose how MSGC convs run in eval: sparse through the ops (default)
-        or the reference's masked dense form (for comparisons)."""
-        for module in self.modules():
-            if isinstance(module, MSGCConv2d):
-                module.sparse_eval = enabled
-        return self
 
 
 def _keep_missing_generators(module, state_dict, prefix, local_metadata,

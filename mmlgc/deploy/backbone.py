@@ -1,0 +1,49 @@
+"""Deploy behaviour shared by every mmlgc backbone."""
+from typing import Tuple, Type
+
+from mmcv.cnn import fuse_conv_bn
+from torch import nn
+
+
+class DeployableBackboneMixin:
+    """``switch_to_deploy`` (BN folded into the convs, learnable grouped
+    convs run sparsely through :mod:`mmlgc.ops`), an inference-only guard on
+    ``train`` and :meth:`sparse_eval`.
+
+    A backbone lists in ``sparse_types`` its conv classes that have a
+    ``sparse_eval`` flag (sparse through the ops in eval, or the masked dense
+    form the references measure).
+    """
+
+    sparse_types: Tuple[Type[nn.Module], ...] = ()
+
+    def switch_to_deploy(self):
+        """Fold every BN into the conv before it and run the grouped convs
+        sparsely through :mod:`mmlgc.ops`.
+
+        The result is an inference-only backbone: its state dict has conv
+        biases and no BN entries (only BNs that follow a conv are folded),
+        which ``deploy=True`` in the config reproduces, so
+        ``tools/deploy.py`` output loads into it.
+        """
+        self.eval()
+        fuse_conv_bn(self)
+        self.sparse_eval(True)
+        self.deploy = True
+        return self
+
+    def train(self, mode: bool = True):
+        if mode and getattr(self, 'deploy', False):
+            raise RuntimeError(
+                f'a deployed {type(self).__name__} (BN folded into the '
+                'convs) is for inference only')
+        super().train(mode)  # mm* backbones' train() returns None
+        return self
+
+    def sparse_eval(self, enabled: bool = True):
+        """Choose how the grouped convs run in eval: sparse through the ops
+        (default) or the reference's masked dense form (for comparisons)."""
+        for module in self.modules():
+            if isinstance(module, self.sparse_types):
+                module.sparse_eval = enabled
+        return self

@@ -1,0 +1,267 @@
+"""DGC ResNet: mmdet's ResNet with dynamic group convs (``methods.md`` §2).
+
+Mapping onto mmdet's ResNet. The DGC reference keeps torchvision's
+post-activation ResNet (conv -> BN -> ReLU, residual add, ReLU) and replaces
+convs by :class:`~mmlgc.layers.DGCConv`, which *adds* its own pre-activation
+BN -> ReLU on its input. So a DGC block is an mmdet block whose convs each
+gain a leading BN -> ReLU and saliency generators; nothing is removed:
+
+* BasicBlock (ResNet-18/34, the reference's placement): ``conv1`` and
+  ``conv2`` (3x3) and the stride-2 downsample 1x1 (``downsample.0``) are
+  DGC; ``norm1``/``norm2``/``downsample.1`` stay after them.
+* Bottleneck (ResNet-50+, not in the reference, which has no DGC ResNet-50):
+  all three convs (1x1, 3x3, 1x1) and the downsample 1x1 are DGC, the
+  direct extension of "every conv of a block is DGC" (also what the DGC
+  paper does with CondenseNet-style 1x1s).
+* Stem (7x7 conv, BN, ReLU, max-pool) and the classifier stay dense.
+
+A dense mmdet / torchvision / mmpretrain ResNet checkpoint therefore loads
+every tensor it has: stem, ``convX.weight`` (the DGC weight is the dense
+``[O, C, kh, kw]`` in output order), all post-conv norms. Missing, and kept
+at their initialisation (reported in one log line): per DGC conv the
+pre-activation norm ``convX.pre_norm.*`` (identity at init: weight 1, bias 0,
+running mean 0 / var 1), the ``convX.saliency_generator.*`` FCs and the
+buffers ``convX.pruned_channels`` (k = 0) and ``convX.threshold`` (-inf).
+"""
+from typing import Optional
+
+import torch.utils.checkpoint as cp
+from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
+from mmengine.logging import print_log
+from torch import Tensor, nn
+
+from ...complexity import CostReporter, conv_macs
+from ...deploy import DeployableBackboneMixin
+from ...layers import DGCConv
+from ...ops.reference import conv_output_size
+from ...registry import MODELS
+
+#: Substrings of the state-dict keys only DGC has (absent from a dense
+#: checkpoint).
+DGC_KEYS = ('.pre_norm.', 'saliency_generator', 'pruned_channels',
+            'threshold')
+#: For ``paramwise_cfg.custom_keys``.
+SALIENCY_GENERATOR_KEY = 'saliency_generator'
+
+
+class _DGCBlockMixin(CostReporter):
+    """Replaces the block's convs (and its downsample conv) by DGCConvs and
+    reports the ReLUs between them (the DGC convs report themselves)."""
+
+    _convs: tuple = ()
+
+    def _check_unsupported(self, dcn, plugins):
+        used = [k for k, v in dict(dcn=dcn, plugins=plugins).items() if v]
+        if used:
+            raise NotImplementedError(
+                f'{type(self).__name__} does not support {", ".join(used)}')
+
+    def _make_dgc(self, dgc_norm_cfg=dict(type='BN'), **dgc_kwargs):
+        for name in self._convs:
+            setattr(self, name,
+                    DGCConv.from_conv(getattr(self, name),
+                                      norm_cfg=dgc_norm_cfg, **dgc_kwargs))
+        if self.downsample is not None:
+            # mmdet's ResLayer: [AvgPool2d (avg_down)], 1x1 conv, norm.
+            for index, module in enumerate(self.downsample):
+                if isinstance(module, nn.Conv2d):
+                    self.downsample[index] = DGCConv.from_conv(
+                        module, norm_cfg=dgc_norm_cfg, **dgc_kwargs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # mmdet's forward, with a non-reentrant checkpoint so the saliency
+        # terms the DGC convs leave keep their graph under with_cp.
+        if self.with_cp and x.requires_grad:
+            out = cp.checkpoint(self._inner_forward, x, use_reentrant=False)
+        else:
+            out = self._inner_forward(x)
+        out = self.relu(out)
+        relu = self._relu_ops(x, out)
+        self.report_cost(relu, relu, x.shape[0], x.device)
+        return out
+
+
+class DGCBasicBlock(_DGCBlockMixin, BasicBlock):
+    """BasicBlock with DGC ``conv1``, ``conv2`` and downsample conv."""
+
+    _convs = ('conv1', 'conv2')
+
+    def __init__(self,
+                 inplanes,
+                 planes,
+                 stride=1,
+                 dilation=1,
+                 downsample=None,
+                 style='pytorch',
+                 with_cp=False,
+                 conv_cfg=None,
+                 norm_cfg=dict(type='BN'),
+                 dcn=None,
+                 plugins=None,
+                 init_cfg=None,
+                 **dgc_kwargs):
+        self._check_unsupported(dcn, plugins)
+        super().__init__(inplanes, planes, stride, dilation, downsample,
+                         style, with_cp, conv_cfg, norm_cfg, None, None,
+                         init_cfg)
+        self._make_dgc(**dgc_kwargs)
+
+    def _inner_forward(self, x):
+        out = self.relu(self.norm1(self.conv1(x)))
+        out = self.norm2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return out + identity
+
+    def _relu_ops(self, x, out):
+        # After norm1 and after the add (DGC counter: input numel each).
+        return 2 * out[0].numel()
+
+
+class DGCBottleneck(_DGCBlockMixin, Bottleneck):
+    """Bottleneck with DGC ``conv1``, ``conv2``, ``conv3`` and downsample
+    conv (the reference has no Bottleneck; see the module docstring)."""
+
+    _convs = ('conv1', 'conv2', 'conv3')
+
+    def __init__(self,
+                 inplanes,
+                 planes,
+                 stride=1,
+                 dilation=1,
+                 downsample=None,
+                 style='pytorch',
+                 with_cp=False,
+                 conv_cfg=None,
+                 norm_cfg=dict(type='BN'),
+                 dcn=None,
+                 plugins=None,
+                 init_cfg=None,
+                 **dgc_kwargs):
+        self._check_unsupported(dcn, plugins)
+        super().__init__(inplanes, planes, stride, dilation, downsample,
+                         style, with_cp, conv_cfg, norm_cfg, None, None,
+                         init_cfg)
+        self._make_dgc(**dgc_kwargs)
+
+    def _inner_forward(self, x):
+        out = self.relu(self.norm1(self.conv1(x)))
+        out = self.relu(self.norm2(self.conv2(out)))
+        out = self.norm3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return out + identity
+
+    def _relu_ops(self, x, out):
+        size1 = conv_output_size(x.shape[2:], 1, self.conv1_stride, 0, 1)
+        width = self.planes
+        return (width * size1[0] * size1[1] +
+                width * out.shape[2] * out.shape[3] + out[0].numel())
+
+
+@MODELS.register_module()
+class DGCResNet(DeployableBackboneMixin, CostReporter, ResNet):
+    """ResNet (depth 18/34/50/101/152) with DGC blocks; mmdet ResNet's
+    arguments and outputs, usable as an mmdet or mmpretrain backbone.
+
+    Args:
+        heads: ``G`` of every DGC conv (4).
+        keep: target fraction of input channels each head keeps (0.45:
+            prune 55%, the paper's ResNet-18 setting).
+        squeeze: generator squeeze ratio (16; the layer halves it below 80
+            input channels).
+        mode: ``'head'`` (DGC) or ``'global'`` (DGC-G, see
+            :class:`mmlgc.layers.GlobalThreshold`).
+        tie_break: top-k tie rule (:class:`mmlgc.layers.TopKSaliencyGate`).
+        dgc_norm_cfg: the DGC convs' pre-activation norm; default the
+            backbone's ``norm_cfg``. ``norm_eval=True`` (mmdet's detection
+            default) freezes these BNs with the others.
+        deploy: build the deployed structure (BN folded into the convs,
+            sparse eval), so ``tools/deploy.py`` output loads.
+        **kwargs: mmdet ``ResNet`` arguments (``depth``, ``out_indices``,
+            ``frozen_stages``, ``norm_cfg``, ``norm_eval``, ``style``,
+            ``with_cp``, ``avg_down``, ``init_cfg``, ...). ``dcn``,
+            ``plugins`` and ``deep_stem`` are not supported.
+
+    ``k`` of every layer is set by :class:`mmlgc.engine.DGCScheduleHook`
+    from the training progress; it is a buffer, so checkpoints carry it.
+    """
+
+    arch_settings = {
+        18: (DGCBasicBlock, (2, 2, 2, 2)),
+        34: (DGCBasicBlock, (3, 4, 6, 3)),
+        50: (DGCBottleneck, (3, 4, 6, 3)),
+        101: (DGCBottleneck, (3, 4, 23, 3)),
+        152: (DGCBottleneck, (3, 8, 36, 3))
+    }
+    sparse_types = (DGCConv, )
+
+    def __init__(self,
+                 depth: int,
+                 heads: int = 4,
+                 keep: float = 0.45,
+                 squeeze: int = 16,
+                 mode: str = 'head',
+                 tie_break: str = 'index',
+                 dgc_norm_cfg='same',
+                 deploy: bool = False,
+                 **kwargs):
+        if depth not in self.arch_settings:
+            raise KeyError(f'invalid depth {depth} for DGCResNet; choose '
+                           f'from {sorted(self.arch_settings)}')
+        if dgc_norm_cfg == 'same':
+            dgc_norm_cfg = kwargs.get('norm_cfg',
+                                      dict(type='BN', requires_grad=True))
+        self._block_kwargs = dict(
+            heads=heads,
+            keep=keep,
+            squeeze=squeeze,
+            mode=mode,
+            tie_break=tie_break,
+            dgc_norm_cfg=dgc_norm_cfg)
+        super().__init__(depth, **kwargs)
+        if self.deep_stem:
+            raise NotImplementedError('DGCResNet has the standard stem only')
+        self._register_load_state_dict_pre_hook(
+            _keep_missing_dgc_state, with_module=True)
+        self.deploy = False
+        if deploy:
+            self.switch_to_deploy()
+
+    def make_res_layer(self, **kwargs):
+        # ResLayer passes unknown kwargs on to the blocks.
+        return super().make_res_layer(**kwargs, **self._block_kwargs)
+
+    def forward(self, x: Tensor):
+        stem = conv_output_size(x.shape[2:], 7, 2, 3, 1)
+        pooled = conv_output_size(stem, 3, 2, 1, 1)
+        # DGC counter: 7x7 conv, ReLU (its numel), max-pool (out numel x 9).
+        stem_macs = (conv_macs(x.shape[1], self.stem_channels, 7, stem) +
+                     9 * self.stem_channels * pooled[0] * pooled[1])
+        self.report_cost(stem_macs, stem_macs, x.shape[0], x.device)
+        return super().forward(x)
+
+
+def _keep_missing_dgc_state(module, state_dict, prefix, local_metadata,
+                            strict, missing_keys, unexpected_keys,
+                            error_msgs):
+    """Loading a dense checkpoint: what only DGC has keeps its
+    initialisation, reported in one line instead of a key list."""
+    own = module.state_dict()
+    is_dgc = [any(marker in k for marker in DGC_KEYS) for k in own]
+    if not any(prefix + k in state_dict
+               for k, dgc in zip(own, is_dgc) if not dgc):
+        return  # not a checkpoint of this backbone: report nothing
+    absent = [
+        k for k, dgc in zip(own, is_dgc) if dgc and prefix + k not in state_dict
+    ]
+    if not absent:
+        return
+    for key in absent:
+        state_dict[prefix + key] = own[key]
+    convs = {k.split('.pre_norm.')[0] for k in absent if '.pre_norm.' in k}
+    print_log(
+        f'{type(module).__name__}: the checkpoint has no DGC state for '
+        f'{len(convs)} DGC convs ({len(absent)} tensors: pre-activation '
+        'norms, saliency generators, k and threshold buffers); they keep '
+        'their initialisation (expected when starting from a dense '
+        'network).',
+        logger='current')
