@@ -213,9 +213,12 @@ class DGCConv(CostReporter, nn.Conv2d):
         numel = x.shape[1] * x.shape[2] * x.shape[3]
         relu = gap = numel
         fixed = relu + gap + self.saliency_generator.macs
-        read = (mask.detach() != 0).flatten(1).float().mean(1)
-        self.report_cost(relu + conv, fixed + read * conv, x.shape[0],
-                         expected=fixed + self.keep * conv)
+        # Per sample, the fraction of (head, input channel) pairs read, and
+        # the full conv's MACs: kept for analyses (DGC-G's uneven layers).
+        self.read_fraction = (mask.detach() != 0).flatten(1).float().mean(1)
+        self.conv_macs = conv
+        self.report_cost(relu + conv, fixed + self.read_fraction * conv,
+                         x.shape[0], expected=fixed + self.keep * conv)
 
     def extra_repr(self) -> str:
         return (f'{super().extra_repr()}, heads={self.heads}, '

@@ -117,7 +117,7 @@ class DGCScheduleHook(Hook):
             return
         value = torch.tensor(value, dtype=torch.float64)
         if torch.isfinite(value):
-            value = all_reduce(value, op='mean')
+            all_reduce(value, op='mean')  # in place; no-op undistributed
         for layer in layers:
             layer.threshold.fill_(float(value))
             layer.collect_saliency = False
