@@ -172,5 +172,295 @@ def test_dgc_g_threshold_prunes_target_fraction_unevenly():
     assert sum(m.read_fraction.mean() for m in layers) / len(layers) < 0.9
 
 
-def test_detector_losses(tmp_path):
-    pytest.skip('placeholder')
+def _reference_counter_resnet18(keep=0.45, heads=4, size=224):
+    """The DGC reference counter (methods.md §2) over ResNet-18, by hand:
+    conv k²·C·O·H'W'/groups (x keep for DGC heads), ReLU = input numel,
+    max-pool = output numel x 9, adaptive pool = input numel, Linear =
+    weights + bias, BN free; per head FC1, ReLU, FC2 (+bias), ReLU and one op
+    per saliency; the ImageNet head included."""
+
+    def dgc(c, o, k, h, h_out):
+        hidden = c // (8 if c < 80 else 16)
+        return (2 * c * h * h + heads * (2 * c * hidden + hidden + 3 * c) +
+                keep * c * o * k * k * h_out * h_out)
+
+    stem, pooled = size // 2, size // 4
+    total = 3 * 64 * 49 * stem**2 + 64 * stem**2 + 9 * 64 * pooled**2
+    c, h = 64, pooled
+    for planes, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        for block in range(2):
+            s = stride if block == 0 else 1
+            h_out = h // s
+            total += (dgc(c, planes, 3, h, h_out) +
+                      dgc(planes, planes, 3, h_out, h_out) +
+                      2 * planes * h_out**2)
+            if s != 1 or c != planes:
+                total += dgc(c, planes, 1, h, h_out)
+            c, h = planes, h_out
+    return total + 512 * 49 + 512 * 1000 + 1000
+
+
+def test_resnet18_macs_match_reference_check_number():
+    model = DGCResNet(depth=18, out_indices=(3, )).eval()
+    _set_progress(model, 1.0)
+    with torch.no_grad():
+        model(torch.randn(1, 3, 224, 224))
+    costs = collect_costs(model)
+    head = 512 * 49 + 512 * 1000 + 1000  # global pool + FC, DGC convention
+    expected = costs.expected + head
+    assert expected == pytest.approx(_reference_counter_resnet18(), rel=1e-9)
+    assert abs(expected - 0.89e9) / 0.89e9 < 0.005  # "about 0.89 GMACs"
+    # Measured: k = round(0.55·C) per head, every sample (ties: exactly k).
+    measured = costs.dynamic.item() + head
+    assert measured == pytest.approx(expected, rel=0.01)
+    assert measured > expected  # 0.55·C rounds down more often here
+    dense = costs.dense + head
+    assert dense == pytest.approx(1820.25e6, rel=1e-4)
+
+
+def test_macs_scale_with_real_input_size():
+    model = _small().eval()
+    _set_progress(model, 1.0)
+    with torch.no_grad():
+        model(torch.randn(1, 3, 64, 96))
+        small = collect_costs(model).expected
+        model(torch.randn(1, 3, 128, 192))
+        large = collect_costs(model).expected
+    assert 3.5 < large / small < 4.1  # generators do not grow with the size
+
+
+@pytest.mark.parametrize('detector', [
+    'retinanet_r50_fpn.py', 'faster-rcnn_r50_fpn.py'
+])
+def test_detector_loss_dict_gets_saliency_loss(detector, tmp_path):
+    from mmdet.registry import MODELS
+    from mmdet.structures import DetDataSample
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmengine.structures import InstanceData
+    path = tmp_path / 'detector.py'
+    path.write_text(f"_base_ = 'mmdet::_base_/models/{detector}'")
+    cfg = Config.fromfile(str(path))
+    cfg.model.backbone = dict(
+        type='mmlgc.DGCResNet', depth=18, base_channels=16,
+        out_indices=(0, 1, 2, 3), frozen_stages=1, norm_eval=True,
+        dgc_norm_eval=False)
+    cfg.model.neck.in_channels = [16, 32, 64, 128]
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.train()
+    hook = DGCScheduleHook()
+    runner = _Runner(model, 500, 1000)
+    hook.before_train(runner)
+    hook.before_train_iter(runner, 0)
+    assert model.backbone.layer3[0].conv1.k == round(32 * 0.55 * 1.5 *
+                                                     (0.5 - 1 / 12))
+    sample = DetDataSample(metainfo=dict(img_shape=(64, 64),
+                                         pad_shape=(64, 64),
+                                         scale_factor=(1.0, 1.0),
+                                         batch_input_shape=(64, 64)))
+    sample.gt_instances = InstanceData(
+        bboxes=torch.tensor([[4.0, 4.0, 40.0, 30.0]]),
+        labels=torch.tensor([1]))
+    losses = model(torch.randn(2, 3, 64, 64), [sample, sample], mode='loss')
+    assert {'loss_saliency', 'macs_ratio'} <= set(losses)
+    assert 0 < losses['loss_saliency'] < 1e-2
+    assert 0 < losses['macs_ratio'] < 1
+    total, log_vars = model.parse_losses(losses)
+    assert 'loss_saliency' in log_vars
+    total.backward()
+    gen = model.backbone.layer3[0].conv2.saliency_generator
+    assert gen.fc2_bias.grad is not None and gen.fc2_bias.grad.abs().sum() > 0
+    frozen = model.backbone.layer1[0].conv1.saliency_generator.fc2_bias
+    assert frozen.grad is None  # frozen_stages=1
+    assert model.backbone.layer2[0].conv1.pre_norm.training
+    assert not model.backbone.layer2[0].norm1.training
+    assert not model.backbone.layer1[0].conv1.pre_norm.training
+    model.eval()
+    with torch.no_grad():
+        preds = model(torch.randn(1, 3, 64, 64), [sample], mode='predict')
+    assert len(preds) == 1
+    hook.after_train(runner)
+
+
+def _calibrate_norms(model, x):
+    """Non-trivial BN affine parameters, and running statistics equal to
+    each BN's actual eval-mode input on the batch ``x``: a DGC conv is
+    quadratic in its input scale and a random one chaotic (near-tied
+    saliencies flip with the slightest change), so a fresh model's eval
+    forward overflows unless its norms normalise (see ``dgc_norm_eval``)."""
+    torch.manual_seed(1)
+
+    def set_stats(module, args):
+        module.running_mean.copy_(args[0].mean((0, 2, 3)))
+        module.running_var.copy_(args[0].var((0, 2, 3), unbiased=False))
+
+    handles = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+            handles.append(m.register_forward_pre_hook(set_stats))
+    with torch.no_grad():
+        model.eval()(x)
+    for handle in handles:
+        handle.remove()
+    return model
+
+
+@pytest.mark.parametrize('depth,mode', [(18, 'head'), (50, 'head'),
+                                        (18, 'global')])
+def test_deploy_matches_masked_eval(depth, mode):
+    """Whole backbone, deployed (post-conv BN folded, heads through the
+    sparse op, shuffle as a permutation) vs the reference's masked eval
+    forward, in float64 so that the comparison sees the deploy transform
+    and not the conditioning of a random DGC network: features are scaled
+    by saliencies computed from themselves, so a relative rounding error
+    grows ~1.5x per DGC layer there (float32 per-layer exactness: next
+    test)."""
+    torch.manual_seed(0)
+    model = _small(depth, mode=mode).double()
+    _set_progress(model, 1.0)
+    for layer in dgc_layers(model):
+        layer.threshold.fill_(1.0)
+    x = torch.randn(2, 3, 48, 40, dtype=torch.float64)
+    _calibrate_norms(model, x)
+    with torch.no_grad():
+        masked = model.sparse_eval(False)(x)
+        read = [m.read_fraction.mean() for m in dgc_layers(model)]
+        assert deploy_model(model) == ['']
+        deployed = model(x)
+    assert all(0.25 < r < 0.75 for r in read), read  # real pruning
+    for a, b in zip(masked, deployed):
+        err = ((b - a).abs().max() / a.abs().max()).item()
+        assert err <= 1e-6, err
+    assert model.layer1[0].conv1.bias is not None  # norm1 folded
+    assert isinstance(model.layer1[0].norm1, torch.nn.Identity)
+    with pytest.raises(RuntimeError):
+        model.train()
+
+
+def test_deploy_is_exact_per_layer_in_float32():
+    """Every deployed DGC conv (its BN folded) on the input its masked
+    counterpart saw vs that conv followed by its BN: max relative error
+    <= 1e-4 in float32."""
+    torch.manual_seed(0)
+    model = _small(18)
+    _set_progress(model, 1.0)
+    x = torch.randn(2, 3, 48, 40)
+    _calibrate_norms(model, x)
+    modules = dict(model.named_modules())
+    inputs, outputs, handles = {}, {}, []
+    for name, module in modules.items():
+        if isinstance(module, DGCConv):
+            bn = (name[:-1] + '1' if name.endswith('downsample.0') else
+                  name.replace('conv', 'bn'))
+            # Clones: the block's in-place ReLU rewrites the BN output.
+            handles.append(module.register_forward_pre_hook(
+                lambda m, args, n=name: inputs.__setitem__(
+                    n, args[0].clone())))
+            handles.append(modules[bn].register_forward_hook(
+                lambda m, args, out, n=name: outputs.__setitem__(
+                    n, out.clone())))
+    with torch.no_grad():
+        model.sparse_eval(False)(x)
+    for handle in handles:
+        handle.remove()
+    model.switch_to_deploy()
+    assert len(inputs) == len(outputs) == 19
+    worst = 0.0
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, DGCConv):
+                out = module(inputs[name])
+                ref = outputs[name]
+                worst = max(worst, ((out - ref).abs().max() /
+                                    ref.abs().max()).item())
+    assert worst <= 1e-4, worst
+
+
+def test_deploy_state_dict_round_trips_through_config_flag():
+    model = _small()
+    _set_progress(model, 1.0)
+    x = torch.randn(2, 3, 32, 32)
+    _calibrate_norms(model, x)
+    model.switch_to_deploy()
+    fresh = DGCResNet(depth=18, base_channels=16, deploy=True)
+    fresh.load_state_dict(model.state_dict(), strict=True)
+    assert fresh.layer4[1].conv2.k == model.layer4[1].conv2.k > 0
+    with torch.no_grad():
+        for a, b in zip(model(x), fresh.eval()(x)):
+            torch.testing.assert_close(a, b)
+
+
+def test_resume_keeps_k_threshold_and_schedule():
+    torch.manual_seed(0)
+    model = _small()
+    hook = DGCScheduleHook()
+    hook.before_train_iter(_Runner(model, 300, 1000), 0)
+    layer = model.layer3[1].conv2  # 64 channels
+    assert layer.k == round(64 * 0.55 * 1.5 * (0.3 - 1 / 12)) > 0
+    layer.threshold.fill_(0.7)
+    x = torch.randn(2, 3, 32, 32)
+    _calibrate_norms(model, x)
+    state = model.state_dict()
+    assert 'layer3.1.conv2.pruned_channels' in state
+    resumed = _small()
+    assert resumed.layer3[1].conv2.k == 0
+    resumed.load_state_dict(state)
+    assert resumed.layer3[1].conv2.k == layer.k
+    assert resumed.layer3[1].conv2.threshold.item() == pytest.approx(0.7)
+    with torch.no_grad():  # eval uses the buffers
+        for a, b in zip(model.eval()(x), resumed.eval()(x)):
+            torch.testing.assert_close(a, b)
+    # The hook derives k from runner.iter alone: a fresh hook on the
+    # resumed run continues the schedule where it stopped.
+    DGCScheduleHook().before_train(_Runner(resumed, 300, 1000))
+    assert resumed.layer3[1].conv2.k == layer.k
+
+
+@pytest.mark.parametrize('depth', [18, 50])
+def test_dense_checkpoint_loads_with_only_dgc_keys_missing(
+        depth, monkeypatch):
+    from mmlgc.models.backbones import dgc_resnet
+    logged = []
+    monkeypatch.setattr(dgc_resnet, 'print_log',
+                        lambda msg, **kwargs: logged.append(msg))
+    dense = ResNet(depth=depth, base_channels=16)
+    model = _small(depth)
+    bias = model.layer2[0].conv1.saliency_generator.fc2_bias.clone()
+    result = model.load_state_dict(dense.state_dict(), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    for key, value in dense.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value)
+    torch.testing.assert_close(
+        model.layer2[0].conv1.saliency_generator.fc2_bias, bias)
+    assert len(logged) == 1 and 'no DGC state' in logged[0], logged
+    new = set(model.state_dict()) - set(dense.state_dict())
+    assert new and all(
+        any(m in k for m in dgc_resnet.DGC_KEYS) for k in new), new
+
+
+def test_with_cp_keeps_saliency_gradient():
+    torch.manual_seed(0)
+    model = _small(with_cp=True).train()
+    _set_progress(model, 1.0)
+    attach_aux_losses(model, SaliencyL1(1.0))
+    model(torch.randn(2, 3, 32, 32, requires_grad=True))
+    terms = SaliencyL1(1.0)(model)
+    terms['loss_saliency'].backward()
+    grad = model.layer2[0].conv2.saliency_generator.fc2_bias.grad
+    assert grad is not None and grad.abs().sum() > 0
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError):
+        DGCConv(16, 18, 3, heads=4)  # heads must divide the outputs
+    with pytest.raises(ValueError):
+        DGCConv(16, 16, 3, keep=0.0)
+    with pytest.raises(KeyError):
+        DGCResNet(depth=20)
+    with pytest.raises(NotImplementedError):
+        DGCResNet(depth=50, dcn=dict(type='DCNv2', deform_groups=1),
+                  stage_with_dcn=(False, True, True, True))

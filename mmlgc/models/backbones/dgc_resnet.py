@@ -172,8 +172,20 @@ class DGCResNet(DeployableBackboneMixin, CostReporter, ResNet):
             :class:`mmlgc.layers.GlobalThreshold`).
         tie_break: top-k tie rule (:class:`mmlgc.layers.TopKSaliencyGate`).
         dgc_norm_cfg: the DGC convs' pre-activation norm; default the
-            backbone's ``norm_cfg``. ``norm_eval=True`` (mmdet's detection
-            default) freezes these BNs with the others.
+            backbone's ``norm_cfg``.
+        dgc_norm_eval: whether ``norm_eval`` also freezes the
+            pre-activation norms (default None: as ``norm_eval``). A DGC conv
+            is quadratic in its input scale (the saliency, computed from the
+            input, multiplies it), so these norms are what keeps saliencies
+            O(1): with statistics that do not match the data (a fresh model,
+            or ImageNet statistics at detection resolutions) activations grow
+            doubly exponentially with depth and overflow. The detection
+            configs set ``False``: the post-conv BNs stay frozen as in mmdet,
+            the pre-activation BNs normalise with batch statistics (over
+            ``N·H·W`` positions per channel, enough at 2 images per GPU,
+            unlike the pooled ``N``-vectors of MSGC's generators) and their
+            running statistics adapt to the detection data. Frozen stages
+            keep theirs frozen.
         deploy: build the deployed structure (BN folded into the convs,
             sparse eval), so ``tools/deploy.py`` output loads.
         **kwargs: mmdet ``ResNet`` arguments (``depth``, ``out_indices``,
@@ -202,6 +214,7 @@ class DGCResNet(DeployableBackboneMixin, CostReporter, ResNet):
                  mode: str = 'head',
                  tie_break: str = 'index',
                  dgc_norm_cfg='same',
+                 dgc_norm_eval: Optional[bool] = None,
                  deploy: bool = False,
                  **kwargs):
         if depth not in self.arch_settings:
@@ -217,6 +230,7 @@ class DGCResNet(DeployableBackboneMixin, CostReporter, ResNet):
             mode=mode,
             tie_break=tie_break,
             dgc_norm_cfg=dgc_norm_cfg)
+        self.dgc_norm_eval = dgc_norm_eval
         super().__init__(depth, **kwargs)
         if self.deep_stem:
             raise NotImplementedError('DGCResNet has the standard stem only')
@@ -225,6 +239,16 @@ class DGCResNet(DeployableBackboneMixin, CostReporter, ResNet):
         self.deploy = False
         if deploy:
             self.switch_to_deploy()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.norm_eval and self.dgc_norm_eval is False:
+            for index, name in enumerate(self.res_layers):
+                if index + 1 > self.frozen_stages:
+                    for module in getattr(self, name).modules():
+                        if isinstance(module, DGCConv):
+                            module.pre_norm.train()
+        return self
 
     def make_res_layer(self, **kwargs):
         # ResLayer passes unknown kwargs on to the blocks.
@@ -251,7 +275,8 @@ def _keep_missing_dgc_state(module, state_dict, prefix, local_metadata,
                for k, dgc in zip(own, is_dgc) if not dgc):
         return  # not a checkpoint of this backbone: report nothing
     absent = [
-        k for k, dgc in zip(own, is_dgc) if dgc and prefix + k not in state_dict
+        k for k, dgc in zip(own, is_dgc)
+        if dgc and prefix + k not in state_dict
     ]
     if not absent:
         return
