@@ -94,10 +94,13 @@ class MSGCBackboneMixin(DeployableBackboneMixin, CostReporter):
     * Dense checkpoints: loading a torchvision / mmpretrain / mmdet state
       dict of the dense network keeps the generators' initialisation and
       says so in one log line instead of a list of missing keys.
-    * ``switch_to_deploy``: BN folded into the convs, MSGC convs on the ops.
+    * ``switch_to_deploy``: BN folded into the convs (the generators' too),
+      MSGC convs on the ops (:class:`~mmlgc.deploy.DeployableBackboneMixin`).
     * ``init_weights`` restores the generators' own initialisation after
       mmengine's default Kaiming/Constant init.
     """
+
+    sparse_types = (MSGCConv2d, )
 
     def _setup_msgc(self, gate_bias: float, deploy: bool) -> None:
         self._gate_bias = gate_bias
