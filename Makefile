@@ -1,6 +1,8 @@
 # mmlgc set-up and the two entry points of the README.
-#   make demo   install if needed, then the CPU demo (data, pretrain, detector, COCO mAP)
-#   make test   install if needed, then the test suite
+#   make demo      install if needed, then the CPU demo: MSGC Faster R-CNN vs dense
+#                  (data, pretrain, detector, COCO mAP, MACs, deployed speed-up)
+#   make demo-all  the same for every method with Faster R-CNN and RetinaNet
+#   make test      install if needed, then the test suite
 # WHEELHOUSE=DIR takes a prebuilt mmcv 2.1.0 wheel from DIR instead of building it.
 # Every step is skipped when its inputs have not changed, so repeats are fast.
 
@@ -15,7 +17,7 @@ DEPS_STAMP := $(VENV)/.mmlgc-deps
 EXT_STAMP := $(VENV)/.mmlgc-ext
 EXT_SOURCES := setup.py $(shell find mmlgc/ops/csrc -type f 2>/dev/null)
 
-.PHONY: install demo test clean-ext
+.PHONY: install demo demo-all test clean-ext
 
 install: $(EXT_STAMP)
 
@@ -36,7 +38,10 @@ $(EXT_STAMP): $(DEPS_STAMP) $(EXT_SOURCES)
 	touch $@
 
 demo: install
-	PYTHON=$(PY) bash tools/demo.sh
+	$(PY) tools/demo.py
+
+demo-all: install
+	$(PY) tools/demo.py --all
 
 test: install
 	$(PY) -m pytest tests $(PYTEST_ARGS)

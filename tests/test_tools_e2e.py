@@ -13,35 +13,9 @@ import time
 
 import pytest
 import torch
+from conftest import data_options
 
 pytestmark = pytest.mark.slow
-
-
-
-def data_options(tiny_shapes, task):
-    root = f'{tiny_shapes}/{task}/'
-    keys = ['train_dataloader.dataset.data_root=' + root,
-            'val_dataloader.dataset.data_root=' + root,
-            'test_dataloader.dataset.data_root=' + root]
-    if task == 'det':
-        keys += [f'{split}_evaluator.ann_file={root}annotations/'
-                 'instances_val.json' for split in ('val', 'test')]
-        # A detector this briefly trained scores below the default 0.05,
-        # and CocoMetric reports nothing for empty results.
-        keys += ['model.test_cfg.score_thr=0']
-    return keys
-
-
-@pytest.fixture(scope='module')
-def pretrained_backbone(tmp_path_factory, tiny_shapes, run_tool):
-    work_dir = str(tmp_path_factory.mktemp('pretrain'))
-    result = run_tool('tools/train.py', 'configs/pretrain/resnet18_shapes.py',
-        '--work-dir', work_dir, '--cfg-options', 'train_cfg.max_epochs=1',
-        *data_options(tiny_shapes, 'cls'))
-    assert result.returncode == 0, result.stderr[-3000:]
-    ckpt = osp.join(work_dir, 'epoch_1.pth')
-    assert osp.isfile(ckpt)
-    return ckpt
 
 
 def test_pretrain_checkpoint_has_backbone_keys(pretrained_backbone):

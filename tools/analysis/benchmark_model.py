@@ -4,7 +4,8 @@ one run, next to the measured MACs.
 
     # an MSGC backbone, masks calibrated to a MAC budget (no training needed)
     python tools/analysis/benchmark_model.py --backbone resnet50 --target 0.46
-    # a trained model: its own masks, backbone and whole detector
+    # a trained model: its own masks on test-set images, backbone and the
+    # whole detector (``mode='predict'``: heads, NMS, everything a user times)
     python tools/analysis/benchmark_model.py --config CONFIG --checkpoint CKPT
 
 Forms, all in eval mode at batch 1 (``--batch``):
@@ -15,6 +16,11 @@ Forms, all in eval mode at batch 1 (``--batch``):
   dynamic conv in the masked dense form (input replicated per head);
 * ``deployed``: ``switch_to_deploy()`` (BN folded, dynamic convs through
   ``mmlgc.ops.dynamic_group_conv`` computing only active channel pairs).
+
+With ``--config`` the inputs are the first ``--batch`` images of the
+config's test set, through its pipeline and data preprocessor (a trained
+model's masks depend on what it sees: noise would time other masks); with
+``--sizes`` random inputs of those sizes replace them (backbone only).
 
 Without a checkpoint the masks come from the gates' biases: every mask
 generator's last conv gets weight 0 and a bias that opens a random
@@ -31,11 +37,14 @@ ratios within one run only. Results: a table and ``--out`` (JSON).
 import argparse
 import copy
 import json
+import os
+import os.path as osp
 import statistics
 import time
 
 import torch
 from mmcv.cnn import fuse_conv_bn
+from mmengine.config import DictAction
 from mmengine.registry import DefaultScope, init_default_scope
 
 import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
@@ -65,14 +74,18 @@ def parse_args():
     parser.add_argument('--target', type=float, default=0.46,
                         help='without --checkpoint: MACs ratio to calibrate '
                         'the masks to')
-    parser.add_argument('--sizes', nargs='+', default=['224', '800x1216'],
-                        help='input sizes, H or HxW')
+    parser.add_argument('--sizes', nargs='+',
+                        help='random inputs of these sizes, H or HxW '
+                        '(default: 224 800x1216 without --config; the test '
+                        'set\'s images with it)')
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--rounds', type=int, default=7)
     parser.add_argument('--no-detector', action='store_true',
                         help='with --config: time the backbone only')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default='work_dirs/benchmark_model.json')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='with --config: override its settings')
     return parser.parse_args()
 
 
@@ -91,13 +104,13 @@ def dense_backbone_cfg(cfg):
     return cfg
 
 
-def build_from_config(path, checkpoint):
-    """(MSGC model, dense model) from an mmlgc config: the same config with
-    the backbone swapped for its dense counterpart."""
+def build_from_config(path, checkpoint, cfg_options=None):
+    """(MSGC model, dense model, cfg) from an mmlgc config: the same config
+    with the backbone swapped for its dense counterpart."""
     from mmengine.runner import load_checkpoint
 
     from mmlgc.utils.config import load_config
-    cfg = load_config(path)
+    cfg = load_config(path, cfg_options)
     scope = cfg.get('default_scope', 'mmdet')
     init_default_scope(scope)
     registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
@@ -112,7 +125,15 @@ def build_from_config(path, checkpoint):
         load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
         # The dense model shares every weight the MSGC model has.
         dense.load_state_dict(model.state_dict(), strict=False)
-    return model, dense
+    return model, dense, cfg
+
+
+def test_batch(cfg, model, batch):
+    """The first ``batch`` test-set images, preprocessed as in testing."""
+    from mmengine.runner import Runner
+    cfg.test_dataloader.batch_size = batch
+    loader = Runner.build_dataloader(cfg.test_dataloader)
+    return model.data_preprocessor(next(iter(loader)), False)
 
 
 @torch.no_grad()
@@ -120,7 +141,9 @@ def calibrate_masks(backbone, x, target, seed):
     """Static masks opening a fraction ``d`` of every generator's channels,
     ``d`` bisected until the measured MACs ratio is ``target``. Returns
     (d, ratio)."""
-    generators = [m for m in backbone.modules() if isinstance(m, MaskGenerator)]
+    generators = [
+        m for m in backbone.modules() if isinstance(m, MaskGenerator)
+    ]
     rng = torch.Generator().manual_seed(seed)
     orders = [torch.rand(m.heads * m.channels, generator=rng).argsort()
               for m in generators]
@@ -176,12 +199,50 @@ def three_forms(model, dense):
     return dict(dense=dense, masked=masked, deployed=deployed)
 
 
+def backbone_call(model):
+    backbone = getattr(model, 'backbone', model)
+    return lambda inputs: backbone(
+        inputs['inputs'] if isinstance(inputs, dict) else inputs)
+
+
+def detector_call(model):
+    """The whole detector as in testing: heads, NMS and all."""
+    return lambda inputs: model(**inputs, mode='predict')
+
+
+def time_scopes(name, scopes, inputs, ratio, density, args):
+    """Time every scope, print one line each; returns the result rows."""
+    rows = []
+    for scope, callables in scopes.items():
+        ms = time_forms(callables, inputs, args.rounds)
+        size = list(inputs_size(inputs))
+        row = dict(model=name, scope=scope, size=size, batch=args.batch,
+                   macs_ratio=ratio, calibrated_density=density, ms=ms,
+                   speedup={k: ms['dense'] / v for k, v in ms.items()})
+        rows.append(row)
+        print(f'{name:>20} {scope:>8} {size[0]}x{size[1]} b{args.batch} '
+              f'MACs {ratio:.3f} | dense {ms["dense"]:8.1f} ms | masked '
+              f'{ms["masked"]:8.1f} ms ({row["speedup"]["masked"]:.2f}x)'
+              f' | deployed {ms["deployed"]:8.1f} ms '
+              f'({row["speedup"]["deployed"]:.2f}x)', flush=True)
+    return rows
+
+
+def inputs_size(inputs):
+    tensor = inputs['inputs'] if isinstance(inputs, dict) else inputs
+    return tensor.shape[2:]
+
+
 def main():
     args = parse_args()
     torch.manual_seed(args.seed)
+    if args.checkpoint and not args.config:
+        raise SystemExit('--checkpoint needs the --config it was trained '
+                         'with')
     if args.config:
-        model, dense = build_from_config(args.config, args.checkpoint)
-        name = args.config
+        model, dense, cfg = build_from_config(args.config, args.checkpoint,
+                                              args.cfg_options)
+        name = osp.splitext(osp.basename(args.config))[0]
     else:
         cls, kwargs = BACKBONES[args.backbone]
         model = cls(**kwargs)
@@ -192,9 +253,14 @@ def main():
     model.eval()
     dense.eval()
     backbone = model.backbone if hasattr(model, 'backbone') else model
+    if args.sizes or not args.config:
+        batches = [torch.randn(args.batch, 3, *parse_size(size))
+                   for size in args.sizes or ('224', '800x1216')]
+    else:
+        batches = [test_batch(cfg, model, args.batch)]
     results = []
-    for size in map(parse_size, args.sizes):
-        x = torch.randn(args.batch, 3, *size)
+    for inputs in batches:
+        x = inputs['inputs'] if isinstance(inputs, dict) else inputs
         if args.checkpoint:
             with torch.no_grad():
                 backbone(x)
@@ -203,28 +269,13 @@ def main():
             density, ratio = calibrate_masks(backbone, x, args.target,
                                              args.seed)
         forms = three_forms(model, dense)
-        scopes = {'backbone': {k: getattr(v, 'backbone', v)
-                               for k, v in forms.items()}}
-        if hasattr(model, 'backbone') and not args.no_detector:
+        scopes = {'backbone': {k: backbone_call(v) for k, v in forms.items()}}
+        if isinstance(inputs, dict) and not args.no_detector:
             scopes['detector'] = {
-                k: (lambda m: lambda t: m(t, mode='tensor'))(v)
-                for k, v in forms.items()
-            }
-        for scope, callables in scopes.items():
-            ms = time_forms(callables, x, args.rounds)
-            row = dict(model=name, scope=scope, size=list(size),
-                       batch=args.batch, macs_ratio=ratio,
-                       calibrated_density=density, ms=ms,
-                       speedup={k: ms['dense'] / v for k, v in ms.items()})
-            results.append(row)
-            print(f'{name:>20} {scope:>8} {size[0]}x{size[1]} b{args.batch} '
-                  f'MACs {ratio:.3f} | dense {ms["dense"]:8.1f} ms | masked '
-                  f'{ms["masked"]:8.1f} ms ({row["speedup"]["masked"]:.2f}x)'
-                  f' | deployed {ms["deployed"]:8.1f} ms '
-                  f'({row["speedup"]["deployed"]:.2f}x)', flush=True)
+                k: detector_call(v) for k, v in forms.items()}
+        results += time_scopes(name, scopes, inputs, ratio, density, args)
     if args.out:
-        import os
-        os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
+        os.makedirs(osp.dirname(args.out) or '.', exist_ok=True)
         with open(args.out, 'w') as f:
             json.dump(dict(threads=torch.get_num_threads(), results=results),
                       f, indent=1)

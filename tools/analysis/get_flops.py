@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import os.path as osp
+from functools import partial
 
 import torch
 from mmengine.analysis import get_model_complexity_info
@@ -70,6 +71,27 @@ def inputs_from_data(cfg, model, num_images):
         yield model.data_preprocessor(data, False)
 
 
+def random_input_samples(scope, h, w):
+    """What a detector's ``mode='tensor'`` forward needs beside a random
+    input: one data sample with its image metadata."""
+    if scope != 'mmdet':
+        return None
+    from mmdet.structures import DetDataSample
+    shape = (h, w)
+    return [DetDataSample(metainfo=dict(
+        img_shape=shape, ori_shape=shape, pad_shape=shape,
+        batch_input_shape=shape, scale_factor=(1.0, 1.0)))]
+
+
+def with_samples(model, data_samples):
+    """``model`` whose forward gets ``data_samples`` bound, so the analyzer
+    can trace it from the inputs alone (as mmdet's get_flops.py does):
+    two-stage detectors need image metadata even in ``mode='tensor'``."""
+    model.forward = partial(type(model).forward, model,
+                            data_samples=data_samples)
+    return model
+
+
 def stats(values):
     t = torch.tensor(values, dtype=torch.float64)
     return dict(mean=t.mean().item(), std=t.std(unbiased=False).item(),
@@ -93,7 +115,8 @@ def main():
 
     if args.shape:
         h, w = (args.shape * 2)[:2]
-        batches = [dict(inputs=torch.randn(1, 3, h, w), data_samples=None)]
+        batches = [dict(inputs=torch.randn(1, 3, h, w),
+                        data_samples=random_input_samples(scope, h, w))]
     else:
         batches = inputs_from_data(cfg, model, args.num_images)
 
@@ -113,8 +136,8 @@ def main():
                 entry['dynamic'].append(record.dynamic.item())
             if analyzer is None:
                 analyzer = get_model_complexity_info(
-                    model, inputs=(inputs, ), show_table=False,
-                    show_arch=False)
+                    with_samples(model, data['data_samples']),
+                    inputs=(inputs, ), show_table=False, show_arch=False)
                 backbone_analyzer = get_model_complexity_info(
                     model.backbone, inputs=(inputs, ), show_table=False,
                     show_arch=False)
@@ -151,8 +174,8 @@ def main():
               f'{entry["dynamic"]["std"] / 1e6:>10.2f}'
               f'{mean / entry["dense"]:>8.3f}')
     print('-' * 70)
-    print(f'backbone (mmlgc, MSGC convention'
-          f'{", + classifier head" if classifier_head_macs(model, feats[-1]) else ""}'
+    with_head = ', + classifier head' if head else ''
+    print(f'backbone (mmlgc, MSGC convention{with_head}'
           f'): dense {dense / 1e6:.2f} M MACs, dynamic mean '
           f'{summary["mean"] / 1e6:.2f} M (std {summary["std"] / 1e6:.2f}, '
           f'min {summary["min"] / 1e6:.2f}, max {summary["max"] / 1e6:.2f}),'
