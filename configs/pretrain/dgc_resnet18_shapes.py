@@ -14,6 +14,7 @@ model = dict(
         type='mmlgc.DGCResNet',
         heads=4,
         keep=0.45,
+        norm_eval=False,  # mmdet's ResNet default (True) freezes BN stats
         init_cfg=dict(type='Pretrained', checkpoint=dense,
                       prefix='backbone.')))
 optim_wrapper = dict(optimizer=dict(lr=5e-4))

@@ -9,8 +9,13 @@ _base_ = 'mmpretrain::resnet/resnet50_8xb32_in1k.py'
 custom_imports = dict(imports=['mmlgc'], allow_failed_imports=False)
 max_epochs = 120
 
+# norm_eval=False: mmdet's ResNet arguments default to frozen BN statistics
+# (detection), mmpretrain's ResNet (the base config's) to training ones; a
+# network trained from scratch needs them trained.
 model = dict(
-    backbone=dict(type='mmlgc.DGCResNet', depth=50, heads=4, keep=0.45))
+    backbone=dict(
+        type='mmlgc.DGCResNet', depth=50, heads=4, keep=0.45,
+        norm_eval=False))
 
 optim_wrapper = dict(
     optimizer=dict(

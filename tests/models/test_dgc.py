@@ -464,3 +464,76 @@ def test_invalid_arguments():
     with pytest.raises(NotImplementedError):
         DGCResNet(depth=50, dcn=dict(type='DCNv2', deform_groups=1),
                   stage_with_dcn=(False, True, True, True))
+
+
+def test_runner_train_and_resume_continue_the_schedule(tiny_shapes,
+                                                       repo_root, tmp_path):
+    """Through mmengine's Runner (the shapes pretraining config, DGC-G):
+    k follows runner.iter, the threshold is estimated once per epoch, and a
+    run resumed from the first epoch's checkpoint starts from its buffers
+    and continues the same schedule."""
+    import os.path as osp
+
+    from mmengine.config import Config
+    from mmengine.hooks import Hook
+    from mmengine.runner import Runner
+
+    class Record(Hook):
+        priority = 'LOW'  # after DGCScheduleHook
+
+        def __init__(self):
+            self.k, self.threshold = [], None
+
+        def before_train(self, runner):
+            conv = runner.model.backbone.layer1[0].conv1
+            self.threshold = conv.threshold.item()
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            self.k.append(runner.model.backbone.layer1[0].conv1.k)
+
+    def run(work_dir, resume_from=None):
+        cfg = Config.fromfile(
+            osp.join(repo_root, 'configs/pretrain/dgc_resnet18_shapes.py'))
+        for split in ('train', 'val', 'test'):
+            cfg[f'{split}_dataloader'].dataset.data_root = \
+                f'{tiny_shapes}/cls/'
+        cfg.train_dataloader.batch_size = 32  # 64 images: 2 iterations
+        cfg.model.backbone.update(base_channels=16, init_cfg=None,
+                                  mode='global')
+        cfg.model.head.in_channels = 128
+        cfg.train_cfg = dict(by_epoch=True, max_epochs=2, val_interval=10)
+        cfg.custom_hooks = [dict(type='mmlgc.DGCScheduleHook',
+                                 collect_iters=1)]
+        cfg.default_hooks.checkpoint = dict(type='CheckpointHook',
+                                            interval=1)
+        cfg.default_hooks.logger = dict(type='LoggerHook', interval=100)
+        cfg.work_dir = str(work_dir)
+        if resume_from:
+            cfg.resume, cfg.load_from = True, resume_from
+        runner = Runner.from_cfg(cfg)
+        record = Record()
+        runner.register_hook(record)
+        runner.train()
+        return runner, record
+
+    torch.manual_seed(0)
+    runner, record = run(tmp_path / 'full')
+    # k of a 16-channel conv at progress i/4, the reference's formula.
+    expected = [0 if i / 4 <= 1 / 12 else
+                round(16 * 0.55 * min(1.0, 1.5 * (i / 4 - 1 / 12)))
+                for i in range(4)]
+    assert record.k == expected
+    conv = runner.model.backbone.layer1[0].conv1
+    assert conv.k == 9 and 0 < conv.threshold.item() < float('inf')
+
+    ckpt = torch.load(osp.join(tmp_path / 'full', 'epoch_1.pth'),
+                      weights_only=False)
+    state = ckpt['state_dict']
+    assert state['backbone.layer1.0.conv1.pruned_channels'] == expected[1]
+    saved = state['backbone.layer1.0.conv1.threshold'].item()
+    assert 0 < saved < float('inf')  # estimated at the end of epoch 1
+
+    _, resumed = run(tmp_path / 'resumed',
+                     osp.join(tmp_path / 'full', 'epoch_1.pth'))
+    assert resumed.threshold == pytest.approx(saved)
+    assert resumed.k == expected[2:]
