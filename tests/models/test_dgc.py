@@ -497,7 +497,8 @@ def test_runner_train_and_resume_continue_the_schedule(tiny_shapes,
         for split in ('train', 'val', 'test'):
             cfg[f'{split}_dataloader'].dataset.data_root = \
                 f'{tiny_shapes}/cls/'
-        cfg.train_dataloader.batch_size = 32  # 64 images: 2 iterations
+        cfg.train_dataloader.batch_size = 8  # 16 images: 2 iterations
+        cfg.train_dataloader.dataset.indices = 16
         cfg.model.backbone.update(base_channels=16, init_cfg=None,
                                   mode='global')
         cfg.model.head.in_channels = 128
