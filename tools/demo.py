@@ -52,6 +52,10 @@ def parse_args():
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument('--data', default='data/shapes')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--resume', action='store_true',
+                        help='resume every training from its work dir\'s '
+                        'latest checkpoint (after an interruption; finished '
+                        'runs are not repeated)')
     args = parser.parse_args()
     if args.all:
         args.methods, args.detectors = list(ALL_METHODS), list(ALL_DETECTORS)
@@ -77,19 +81,21 @@ class Demo:
     def work_dir(self, name):
         return osp.join(self.args.work_dir, name)
 
-    def data_options(self):
+    def seed_options(self):
         return [f'randomness.seed={self.args.seed}']
 
-    def train(self, config, init_from=None, init_key='backbone'):
+    def train(self, config, init_from=None):
         """Train ``config`` (from the checkpoint ``init_from`` where given);
         returns the last checkpoint."""
         name = osp.splitext(osp.basename(config))[0]
-        options = self.data_options()
+        options = self.seed_options()
         if init_from is not None:
-            options.append(f'model.{init_key}.init_cfg.checkpoint={init_from}')
+            options.append(f'model.backbone.init_cfg.checkpoint={init_from}')
+        resume = ['--resume'] if self.args.resume else []
         self.run(f'train {name}', 'tools/train.py', config, '--work-dir',
-                 self.work_dir(name), '--cfg-options', *options)
-        with open(osp.join(self.work_dir(name), 'last_checkpoint')) as f:
+                 self.work_dir(name), *resume, '--cfg-options', *options)
+        with open(osp.join(REPO, self.work_dir(name),
+                           'last_checkpoint')) as f:
             return f.read().strip()
 
     def test(self, config, checkpoint, name):

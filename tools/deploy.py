@@ -18,12 +18,11 @@ import tempfile
 
 import torch
 from mmengine.config import DictAction
-from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.runner import load_checkpoint, save_checkpoint
 
 import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
 from mmlgc.deploy import deploy_model, mark_deploy_in_config
-from mmlgc.utils.config import load_config
+from mmlgc.utils.config import build_model, load_config
 
 
 def parse_args():
@@ -54,12 +53,7 @@ def _atomic(path, write):
 def main():
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options)
-    scope = cfg.get('default_scope', 'mmdet')
-    init_default_scope(scope)
-    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
-    model_cfg = cfg.model.copy()
-    with DefaultScope.overwrite_default_scope(scope):
-        model = registry.build(model_cfg)
+    model = build_model(cfg)
     load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
     names = deploy_model(model)
     out_cfg = mark_deploy_in_config(cfg, names)

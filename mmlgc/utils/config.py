@@ -35,3 +35,15 @@ def load_config(path: str,
                                 osp.splitext(osp.basename(path))[0])
     fix_dataloader_workers(cfg)
     return cfg
+
+
+def build_model(cfg: Config, model_cfg: Optional[dict] = None):
+    """Build ``model_cfg`` (default ``cfg.model``) in the config's scope
+    (``default_scope``: mmdet or mmpretrain), as its Runner would, without
+    initialising weights."""
+    from mmengine.registry import DefaultScope, init_default_scope
+    scope = cfg.get('default_scope', 'mmdet')
+    init_default_scope(scope)
+    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        return registry.build(cfg.model if model_cfg is None else model_cfg)

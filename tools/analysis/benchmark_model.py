@@ -20,7 +20,8 @@ Forms, all in eval mode at batch 1 (``--batch``):
 With ``--config`` the inputs are the first ``--batch`` images of the
 config's test set, through its pipeline and data preprocessor (a trained
 model's masks depend on what it sees: noise would time other masks); with
-``--sizes`` random inputs of those sizes replace them (backbone only).
+``--sizes`` random inputs of those sizes replace them (e.g. a COCO config
+at 800x1216 without the COCO data).
 
 Without a checkpoint the masks come from the gates' biases: every mask
 generator's last conv gets weight 0 and a bias that opens a random
@@ -45,12 +46,14 @@ import time
 import torch
 from mmcv.cnn import fuse_conv_bn
 from mmengine.config import DictAction
-from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.runner import load_checkpoint
 
 import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
 from mmlgc.complexity import collect_costs
 from mmlgc.layers import MaskGenerator
 from mmlgc.models import MSGCMobileNetV2, MSGCResNet
+from mmlgc.utils.config import build_model, load_config
+from mmlgc.utils.inputs import random_batch, test_set_batches
 
 FORMS = ('dense', 'masked', 'deployed')
 #: MSGC-only backbone arguments, dropped for the dense counterpart.
@@ -107,33 +110,17 @@ def dense_backbone_cfg(cfg):
 def build_from_config(path, checkpoint, cfg_options=None):
     """(MSGC model, dense model, cfg) from an mmlgc config: the same config
     with the backbone swapped for its dense counterpart."""
-    from mmengine.runner import load_checkpoint
-
-    from mmlgc.utils.config import load_config
     cfg = load_config(path, cfg_options)
-    scope = cfg.get('default_scope', 'mmdet')
-    init_default_scope(scope)
-    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
     model_cfg = cfg.model.copy()
     model_cfg.backbone.pop('init_cfg', None)
     dense_cfg = copy.deepcopy(model_cfg)
     dense_cfg.backbone = dense_backbone_cfg(model_cfg.backbone)
-    with DefaultScope.overwrite_default_scope(scope):
-        model = registry.build(model_cfg)
-        dense = registry.build(dense_cfg)
+    model, dense = build_model(cfg, model_cfg), build_model(cfg, dense_cfg)
     if checkpoint:
         load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
         # The dense model shares every weight the MSGC model has.
         dense.load_state_dict(model.state_dict(), strict=False)
     return model, dense, cfg
-
-
-def test_batch(cfg, model, batch):
-    """The first ``batch`` test-set images, preprocessed as in testing."""
-    from mmengine.runner import Runner
-    cfg.test_dataloader.batch_size = batch
-    loader = Runner.build_dataloader(cfg.test_dataloader)
-    return model.data_preprocessor(next(iter(loader)), False)
 
 
 @torch.no_grad()
@@ -253,11 +240,14 @@ def main():
     model.eval()
     dense.eval()
     backbone = model.backbone if hasattr(model, 'backbone') else model
-    if args.sizes or not args.config:
+    if not args.config:
         batches = [torch.randn(args.batch, 3, *parse_size(size))
                    for size in args.sizes or ('224', '800x1216')]
+    elif args.sizes:
+        batches = [random_batch(cfg, args.batch, *parse_size(size))
+                   for size in args.sizes]
     else:
-        batches = [test_batch(cfg, model, args.batch)]
+        batches = [next(test_set_batches(cfg, model, args.batch))]
     results = []
     for inputs in batches:
         x = inputs['inputs'] if isinstance(inputs, dict) else inputs

@@ -27,16 +27,17 @@ import json
 import os
 import os.path as osp
 from functools import partial
+from itertools import islice
 
 import torch
 from mmengine.analysis import get_model_complexity_info
 from mmengine.config import DictAction
-from mmengine.registry import DefaultScope, init_default_scope
-from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import load_checkpoint
 
 import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
 from mmlgc.complexity import collect_costs
-from mmlgc.utils.config import load_config
+from mmlgc.utils.config import build_model, load_config
+from mmlgc.utils.inputs import random_batch, test_set_batches
 
 
 def parse_args():
@@ -61,28 +62,6 @@ def classifier_head_macs(model, features: torch.Tensor) -> int:
                              fc.out_features)
 
 
-def inputs_from_data(cfg, model, num_images):
-    """Preprocessed single-image batches from the config's test set."""
-    cfg.test_dataloader.batch_size = 1
-    loader = Runner.build_dataloader(cfg.test_dataloader)
-    for index, data in enumerate(loader):
-        if index >= num_images:
-            break
-        yield model.data_preprocessor(data, False)
-
-
-def random_input_samples(scope, h, w):
-    """What a detector's ``mode='tensor'`` forward needs beside a random
-    input: one data sample with its image metadata."""
-    if scope != 'mmdet':
-        return None
-    from mmdet.structures import DetDataSample
-    shape = (h, w)
-    return [DetDataSample(metainfo=dict(
-        img_shape=shape, ori_shape=shape, pad_shape=shape,
-        batch_input_shape=shape, scale_factor=(1.0, 1.0)))]
-
-
 def with_samples(model, data_samples):
     """``model`` whose forward gets ``data_samples`` bound, so the analyzer
     can trace it from the inputs alone (as mmdet's get_flops.py does):
@@ -101,24 +80,18 @@ def stats(values):
 def main():
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options)
-    scope = cfg.get('default_scope', 'mmdet')
-    init_default_scope(scope)
-    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
     model_cfg = cfg.model.copy()
     if args.checkpoint:
         model_cfg.backbone.pop('init_cfg', None)
-    with DefaultScope.overwrite_default_scope(scope):
-        model = registry.build(model_cfg)
+    model = build_model(cfg, model_cfg)
     if args.checkpoint:
         load_checkpoint(model, args.checkpoint, map_location='cpu')
     model.eval()
 
     if args.shape:
-        h, w = (args.shape * 2)[:2]
-        batches = [dict(inputs=torch.randn(1, 3, h, w),
-                        data_samples=random_input_samples(scope, h, w))]
+        batches = [random_batch(cfg, 1, *(args.shape * 2)[:2])]
     else:
-        batches = inputs_from_data(cfg, model, args.num_images)
+        batches = islice(test_set_batches(cfg, model), args.num_images)
 
     dense, dynamic, layers, sizes, analyzer = None, [], {}, [], None
     with torch.no_grad():
