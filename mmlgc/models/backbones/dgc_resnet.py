@@ -50,11 +50,31 @@ class _DGCBlockMixin(CostReporter):
 
     _convs: tuple = ()
 
-    def _check_unsupported(self, dcn, plugins):
+    def __init__(self,
+                 inplanes,
+                 planes,
+                 stride=1,
+                 dilation=1,
+                 downsample=None,
+                 style='pytorch',
+                 with_cp=False,
+                 conv_cfg=None,
+                 norm_cfg=dict(type='BN'),
+                 dcn=None,
+                 plugins=None,
+                 init_cfg=None,
+                 **dgc_kwargs):
+        """mmdet's block arguments, then :class:`DGCConv`'s (``heads``,
+        ``keep``, ``squeeze``, ``mode``, ``tie_break``) and
+        ``dgc_norm_cfg`` (its pre-activation norm)."""
         used = [k for k, v in dict(dcn=dcn, plugins=plugins).items() if v]
         if used:
             raise NotImplementedError(
                 f'{type(self).__name__} does not support {", ".join(used)}')
+        super().__init__(inplanes, planes, stride, dilation, downsample,
+                         style, with_cp, conv_cfg, norm_cfg, None, None,
+                         init_cfg)
+        self._make_dgc(**dgc_kwargs)
 
     def _make_dgc(self, dgc_norm_cfg=dict(type='BN'), **dgc_kwargs):
         for name in self._convs:
@@ -86,26 +106,6 @@ class DGCBasicBlock(_DGCBlockMixin, BasicBlock):
 
     _convs = ('conv1', 'conv2')
 
-    def __init__(self,
-                 inplanes,
-                 planes,
-                 stride=1,
-                 dilation=1,
-                 downsample=None,
-                 style='pytorch',
-                 with_cp=False,
-                 conv_cfg=None,
-                 norm_cfg=dict(type='BN'),
-                 dcn=None,
-                 plugins=None,
-                 init_cfg=None,
-                 **dgc_kwargs):
-        self._check_unsupported(dcn, plugins)
-        super().__init__(inplanes, planes, stride, dilation, downsample,
-                         style, with_cp, conv_cfg, norm_cfg, None, None,
-                         init_cfg)
-        self._make_dgc(**dgc_kwargs)
-
     def _inner_forward(self, x):
         out = self.relu(self.norm1(self.conv1(x)))
         out = self.norm2(self.conv2(out))
@@ -122,26 +122,6 @@ class DGCBottleneck(_DGCBlockMixin, Bottleneck):
     conv (the reference has no Bottleneck; see the module docstring)."""
 
     _convs = ('conv1', 'conv2', 'conv3')
-
-    def __init__(self,
-                 inplanes,
-                 planes,
-                 stride=1,
-                 dilation=1,
-                 downsample=None,
-                 style='pytorch',
-                 with_cp=False,
-                 conv_cfg=None,
-                 norm_cfg=dict(type='BN'),
-                 dcn=None,
-                 plugins=None,
-                 init_cfg=None,
-                 **dgc_kwargs):
-        self._check_unsupported(dcn, plugins)
-        super().__init__(inplanes, planes, stride, dilation, downsample,
-                         style, with_cp, conv_cfg, norm_cfg, None, None,
-                         init_cfg)
-        self._make_dgc(**dgc_kwargs)
 
     def _inner_forward(self, x):
         out = self.relu(self.norm1(self.conv1(x)))
