@@ -466,6 +466,7 @@ def test_invalid_arguments():
                   stage_with_dcn=(False, True, True, True))
 
 
+@pytest.mark.slow  # two short runs through mmengine's Runner
 def test_runner_train_and_resume_continue_the_schedule(tiny_shapes,
                                                        repo_root, tmp_path):
     """Through mmengine's Runner (the shapes pretraining config, DGC-G):
