@@ -11,11 +11,17 @@ max_epochs = 120
 
 # norm_eval=False: mmdet's ResNet arguments default to frozen BN statistics
 # (detection), mmpretrain's ResNet (the base config's) to training ones; a
-# network trained from scratch needs them trained.
+# network trained from scratch needs them trained. zero_init_residual=False:
+# the reference initialises as torchvision does by default (Kaiming fan-out
+# convs, BN weight 1, no zero-initialised last BN).
 model = dict(
     backbone=dict(
-        type='mmlgc.DGCResNet', depth=50, heads=4, keep=0.45,
-        norm_eval=False))
+        type='mmlgc.DGCResNet',
+        depth=50,
+        heads=4,
+        keep=0.45,
+        norm_eval=False,
+        zero_init_residual=False))
 
 optim_wrapper = dict(
     optimizer=dict(

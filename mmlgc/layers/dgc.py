@@ -216,7 +216,7 @@ class DGCConv(CostReporter, nn.Conv2d):
         # Per sample, the fraction of (head, input channel) pairs read, and
         # the full conv's MACs: kept for analyses (DGC-G's uneven layers).
         self.read_fraction = (mask.detach() != 0).flatten(1).float().mean(1)
-        self.conv_macs = conv
+        self.conv_cost = conv
         self.report_cost(relu + conv, fixed + self.read_fraction * conv,
                          x.shape[0], expected=fixed + self.keep * conv)
 
