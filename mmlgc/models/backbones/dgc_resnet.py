@@ -8,7 +8,9 @@ gain a leading BN -> ReLU and saliency generators; nothing is removed:
 
 * BasicBlock (ResNet-18/34, the reference's placement): ``conv1`` and
   ``conv2`` (3x3) and the stride-2 downsample 1x1 (``downsample.0``) are
-  DGC; ``norm1``/``norm2``/``downsample.1`` stay after them.
+  DGC; ``norm1``/``norm2``/``downsample.1`` stay after them. The projection
+  shortcut thus becomes BN -> ReLU -> gated 1x1 -> BN: no longer the linear
+  projection of mmdet's ResNet (the identity shortcuts stay identities).
 * Bottleneck (ResNet-50+, not in the reference, which has no DGC ResNet-50):
   all three convs (1x1, 3x3, 1x1) and the downsample 1x1 are DGC, the
   direct extension of "every conv of a block is DGC" (also what the DGC
