@@ -7,6 +7,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope, init_default_scope
+from torch.nn.modules.batchnorm import _BatchNorm
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(
@@ -52,6 +53,10 @@ def test_config_builds_and_runs(config):
         model.train()  # as mmengine's train loop does (applies norm_eval)
         # Two images: generator BNs on pooled vectors need > 1 per batch in
         # training mode (mmpretrain configs; detection ones freeze them).
+        if scope == 'mmpretrain':  # pretraining trains every BN
+            frozen = [n for n, m in model.named_modules()
+                      if isinstance(m, _BatchNorm) and not m.training]
+            assert not frozen, f'BN in eval mode while training: {frozen}'
         data = model.data_preprocessor(_batch(scope, 2), True)
         total, _ = model.parse_losses(model(**data, mode='loss'))
         assert total.requires_grad and torch.isfinite(total)

@@ -11,6 +11,9 @@ model = dict(
     backbone=dict(
         type='mmlgc.MSGCResNet',
         heads=4,
+        # mmdet's ResNet (which MSGCResNet extends) freezes BN statistics by
+        # default; classification trains them, the generators' included.
+        norm_eval=False,
         init_cfg=dict(type='Pretrained', checkpoint=dense,
                       prefix='backbone.')))
 optim_wrapper = dict(

@@ -15,6 +15,9 @@ model = dict(
         type='mmlgc.MSGCResNet',
         depth=depth,
         heads=4,
+        # mmdet's ResNet (which MSGCResNet extends) freezes BN statistics by
+        # default; classification trains them, the generators' included.
+        norm_eval=False,
         init_cfg=dict(
             type='Pretrained', checkpoint=f'torchvision://resnet{depth}')),
     head=dict(
