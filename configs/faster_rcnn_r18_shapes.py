@@ -20,10 +20,14 @@ model = dict(
         # Objects are 12-56 px: anchors of 16 px at P2 (stride 4).
         anchor_generator=dict(scales=[4])),
     roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=128),
-        bbox_head=dict(in_channels=128, fc_out_channels=512, num_classes=4)),
-    train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=500),
-                   rcnn=dict(sampler=dict(num=256))),
+        bbox_roi_extractor=dict(
+            out_channels=128, roi_layer=dict(sampling_ratio=2)),
+        bbox_head=dict(in_channels=128, fc_out_channels=256, num_classes=4)),
+    # 1-5 objects an image: 64 sampled RoIs (16 positive) are ample, and on
+    # a CPU mmcv's RoIAlign backward and the box head scale with the RoIs
+    # (1.15 s a training step here, against 2.4 s with mmdet's 512).
+    train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=200),
+                   rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300)))
 
 default_hooks = dict(logger=dict(interval=25))

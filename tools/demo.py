@@ -36,7 +36,7 @@ import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-ALL_METHODS = ('msgc', )
+ALL_METHODS = ('msgc', 'dgc')
 ALL_DETECTORS = ('faster_rcnn', 'retinanet')
 DENSE_PRETRAIN = 'configs/pretrain/resnet18_shapes.py'
 
@@ -52,6 +52,9 @@ def parse_args():
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument('--data', default='data/shapes')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--det-epochs', type=int, default=3,
+                        help='detector training epochs (the shapes configs '
+                        'say 6; the demo halves them to stay short)')
     parser.add_argument('--resume', action='store_true',
                         help='resume every training from its work dir\'s '
                         'latest checkpoint (after an interruption; finished '
@@ -84,11 +87,17 @@ class Demo:
     def seed_options(self):
         return [f'randomness.seed={self.args.seed}']
 
-    def train(self, config, init_from=None):
-        """Train ``config`` (from the checkpoint ``init_from`` where given);
-        returns the last checkpoint."""
+    def train(self, config, init_from=None, epochs=None):
+        """Train ``config`` (from the checkpoint ``init_from`` where given,
+        for ``epochs`` instead of the config's); returns the last
+        checkpoint."""
         name = osp.splitext(osp.basename(config))[0]
         options = self.seed_options()
+        if epochs is not None:
+            # The shapes detection schedule: [warm-up, cosine to the end].
+            options += [f'train_cfg.max_epochs={epochs}',
+                        f'train_cfg.val_interval={epochs}',
+                        f'param_scheduler.1.end={epochs}']
         if init_from is not None:
             options.append(f'model.backbone.init_cfg.checkpoint={init_from}')
         resume = ['--resume'] if self.args.resume else []
@@ -136,7 +145,7 @@ class Demo:
     def dense_detector(self, detector, dense_backbone):
         config = f'configs/{detector}_r18_shapes.py'
         name = osp.splitext(osp.basename(config))[0]
-        checkpoint = self.train(config, dense_backbone)
+        checkpoint = self.train(config, dense_backbone, self.args.det_epochs)
         metrics = self.test(config, checkpoint, name)
         return dict(model=name, top1=pretrain_top1(
             self.work_dir('resnet18_shapes')), **box_map(metrics))
@@ -145,7 +154,7 @@ class Demo:
         config = f'configs/{method}_{detector}_r18_shapes.py'
         name = osp.splitext(osp.basename(config))[0]
         pretrain_name = osp.splitext(osp.basename(pretrain))[0]
-        checkpoint = self.train(config, backbone)
+        checkpoint = self.train(config, backbone, self.args.det_epochs)
         row = dict(model=name, top1=pretrain_top1(
             self.work_dir(pretrain_name)), **box_map(
                 self.test(config, checkpoint, name)))

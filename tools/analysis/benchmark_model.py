@@ -51,19 +51,28 @@ from mmengine.runner import load_checkpoint
 import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
 from mmlgc.complexity import collect_costs
 from mmlgc.layers import MaskGenerator
-from mmlgc.models import MSGCMobileNetV2, MSGCResNet
+from mmlgc.layers.dgc import dgc_layers
+from mmlgc.models import DGCResNet, MSGCMobileNetV2, MSGCResNet
 from mmlgc.utils.config import build_model, load_config
 from mmlgc.utils.inputs import random_batch, test_set_batches
 
 FORMS = ('dense', 'masked', 'deployed')
-#: MSGC-only backbone arguments, dropped for the dense counterpart.
-MSGC_ARGS = ('heads', 'attention', 'squeeze', 'gate_bias', 'tau',
-             'generator_norm_cfg', 'deploy')
-DENSE_TYPES = {'MSGCResNet': 'ResNet', 'MSGCMobileNetV2': 'MobileNetV2'}
+#: Method-only backbone arguments (MSGC, DGC), dropped for the dense
+#: counterpart.
+METHOD_ARGS = ('heads', 'attention', 'squeeze', 'gate_bias', 'tau',
+               'generator_norm_cfg', 'keep', 'mode', 'tie_break',
+               'dgc_norm_cfg', 'dgc_norm_eval', 'deploy')
+DENSE_TYPES = {
+    'MSGCResNet': 'ResNet',
+    'MSGCMobileNetV2': 'MobileNetV2',
+    'DGCResNet': 'ResNet'
+}
 BACKBONES = {
     'resnet18': (MSGCResNet, dict(depth=18, out_indices=(0, 1, 2, 3))),
     'resnet50': (MSGCResNet, dict(depth=50, out_indices=(0, 1, 2, 3))),
     'mobilenet_v2': (MSGCMobileNetV2, dict(out_indices=(1, 2, 4, 6))),
+    'dgc_resnet18': (DGCResNet, dict(depth=18, out_indices=(0, 1, 2, 3))),
+    'dgc_resnet50': (DGCResNet, dict(depth=50, out_indices=(0, 1, 2, 3))),
 }
 
 
@@ -76,7 +85,7 @@ def parse_args():
                         help='without --config: which MSGC backbone')
     parser.add_argument('--target', type=float, default=0.46,
                         help='without --checkpoint: MACs ratio to calibrate '
-                        'the masks to')
+                        'MSGC masks to (DGC runs its final k)')
     parser.add_argument('--sizes', nargs='+',
                         help='random inputs of these sizes, H or HxW '
                         '(default: 224 800x1216 without --config; the test '
@@ -99,7 +108,10 @@ def parse_size(text):
 
 def dense_backbone_cfg(cfg):
     """The dense mm* backbone config an MSGC backbone config extends."""
-    cfg = {k: v for k, v in cfg.items() if k not in MSGC_ARGS + ('init_cfg', )}
+    cfg = {
+        k: v
+        for k, v in cfg.items() if k not in METHOD_ARGS + ('init_cfg', )
+    }
     name = cfg['type'].split('.')[-1]
     if name not in DENSE_TYPES:
         raise ValueError(f'no dense counterpart known for {cfg["type"]}')
@@ -121,6 +133,21 @@ def build_from_config(path, checkpoint, cfg_options=None):
         # The dense model shares every weight the MSGC model has.
         dense.load_state_dict(model.state_dict(), strict=False)
     return model, dense, cfg
+
+
+@torch.no_grad()
+def untrained_masks(backbone, x, target, seed):
+    """Masks for a backbone without a checkpoint: MSGC's calibrated to the
+    MAC ``target`` (:func:`calibrate_masks`); DGC's at the end of its
+    schedule (``k`` of its ``keep``; ``--target`` does not apply). Returns
+    (density or None, ratio)."""
+    layers = dgc_layers(backbone)
+    if not layers:
+        return calibrate_masks(backbone, x, target, seed)
+    for layer in layers:
+        layer.set_progress(1.0)
+    backbone(x)
+    return None, collect_costs(backbone).ratio.item()
 
 
 @torch.no_grad()
@@ -236,7 +263,7 @@ def main():
         dense = __import__('mmdet.models.backbones', fromlist=['x']).__dict__[
             DENSE_TYPES[cls.__name__]](**kwargs)
         dense.load_state_dict(model.state_dict(), strict=False)
-        name = f'MSGC {args.backbone}'
+        name = f'{cls.__name__} {args.backbone}'
     model.eval()
     dense.eval()
     backbone = model.backbone if hasattr(model, 'backbone') else model
@@ -256,7 +283,7 @@ def main():
                 backbone(x)
             ratio, density = collect_costs(backbone).ratio.item(), None
         else:
-            density, ratio = calibrate_masks(backbone, x, args.target,
+            density, ratio = untrained_masks(backbone, x, args.target,
                                              args.seed)
         forms = three_forms(model, dense)
         scopes = {'backbone': {k: backbone_call(v) for k, v in forms.items()}}
