@@ -66,3 +66,36 @@ def pretrained_backbone(tmp_path_factory, tiny_shapes, run_tool):
     ckpt = osp.join(work_dir, 'epoch_1.pth')
     assert osp.isfile(ckpt)
     return ckpt
+
+
+def build_tiny_detector(detector, backbone, in_channels, tmp_path):
+    """mmdet's base model ``detector`` (``'retinanet_r50_fpn.py'``,
+    ``'faster-rcnn_r50_fpn.py'``) with ``backbone`` and its FPN reading
+    ``in_channels``; weights initialised."""
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    path = tmp_path / 'detector.py'
+    path.write_text(f"_base_ = 'mmdet::_base_/models/{detector}'")
+    cfg = Config.fromfile(str(path))
+    cfg.model.backbone = backbone
+    cfg.model.neck.in_channels = in_channels
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model
+
+
+def det_sample(size=64):
+    """A detection data sample of a ``size``² image with one box."""
+    import torch
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    shape = (size, size)
+    sample = DetDataSample(metainfo=dict(img_shape=shape, pad_shape=shape,
+                                         scale_factor=(1.0, 1.0),
+                                         batch_input_shape=shape))
+    sample.gt_instances = InstanceData(
+        bboxes=torch.tensor([[4.0, 4.0, 40.0, 30.0]]),
+        labels=torch.tensor([1]))
+    return sample

@@ -77,11 +77,12 @@ def test_get_flops_reproduces_msgc_check_numbers(config, check_macs,
     assert report['analyzer']['model_flops'] == pytest.approx(dense, rel=0.03)
 
 
+@pytest.mark.parametrize('method', ['msgc', 'dgc'])
 def test_get_flops_traces_a_two_stage_detector_on_random_input(
-        run_tool, tmp_path):
+        method, run_tool, tmp_path):
     out = tmp_path / 'flops.json'
     result = run_tool('tools/analysis/get_flops.py',
-                      'configs/msgc_faster_rcnn_r18_shapes.py', '--shape',
+                      f'configs/{method}_faster_rcnn_r18_shapes.py', '--shape',
                       '96', '128', '--out', str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())

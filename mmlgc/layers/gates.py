@@ -84,9 +84,11 @@ class TopKSaliencyGate(nn.Module):
         if self.tie_break == 'reference':
             kth = s.topk(k, dim=-1, largest=False).values.amax(-1, True)
             return s <= kth
-        order = s.argsort(dim=-1, stable=True)
-        drop = torch.zeros_like(s, dtype=torch.bool)
-        return drop.scatter_(-1, order[..., :k], True)
+        lowest = s.argsort(dim=-1, stable=True)[..., :k]
+        # A tensor source, not a scalar: jit tracing (mmengine's analyzer)
+        # has no schema for scatter_ with a bool value.
+        return torch.zeros_like(s, dtype=torch.bool).scatter(
+            -1, lowest, torch.ones_like(lowest, dtype=torch.bool))
 
     def forward(self, saliency: Tensor, k: int) -> Tensor:
         if k <= 0:

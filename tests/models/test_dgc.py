@@ -3,6 +3,7 @@ detectors, deploy, resume, dense checkpoints."""
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import build_tiny_detector, det_sample
 from mmdet.models.backbones import ResNet
 
 from mmlgc.complexity import collect_costs
@@ -233,22 +234,11 @@ def test_macs_scale_with_real_input_size():
     'retinanet_r50_fpn.py', 'faster-rcnn_r50_fpn.py'
 ])
 def test_detector_loss_dict_gets_saliency_loss(detector, tmp_path):
-    from mmdet.registry import MODELS
-    from mmdet.structures import DetDataSample
-    from mmengine.config import Config
-    from mmengine.registry import DefaultScope
-    from mmengine.structures import InstanceData
-    path = tmp_path / 'detector.py'
-    path.write_text(f"_base_ = 'mmdet::_base_/models/{detector}'")
-    cfg = Config.fromfile(str(path))
-    cfg.model.backbone = dict(
-        type='mmlgc.DGCResNet', depth=18, base_channels=16,
-        out_indices=(0, 1, 2, 3), frozen_stages=1, norm_eval=True,
-        dgc_norm_eval=False)
-    cfg.model.neck.in_channels = [16, 32, 64, 128]
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        model = MODELS.build(cfg.model)
-    model.init_weights()
+    model = build_tiny_detector(
+        detector,
+        dict(type='mmlgc.DGCResNet', depth=18, base_channels=16,
+             out_indices=(0, 1, 2, 3), frozen_stages=1, norm_eval=True,
+             dgc_norm_eval=False), [16, 32, 64, 128], tmp_path)
     model.train()
     hook = DGCScheduleHook()
     runner = _Runner(model, 500, 1000)
@@ -256,13 +246,7 @@ def test_detector_loss_dict_gets_saliency_loss(detector, tmp_path):
     hook.before_train_iter(runner, 0)
     assert model.backbone.layer3[0].conv1.k == round(32 * 0.55 * 1.5 *
                                                      (0.5 - 1 / 12))
-    sample = DetDataSample(metainfo=dict(img_shape=(64, 64),
-                                         pad_shape=(64, 64),
-                                         scale_factor=(1.0, 1.0),
-                                         batch_input_shape=(64, 64)))
-    sample.gt_instances = InstanceData(
-        bboxes=torch.tensor([[4.0, 4.0, 40.0, 30.0]]),
-        labels=torch.tensor([1]))
+    sample = det_sample()
     losses = model(torch.randn(2, 3, 64, 64), [sample, sample], mode='loss')
     assert {'loss_saliency', 'macs_ratio'} <= set(losses)
     assert 0 < losses['loss_saliency'] < 1e-2

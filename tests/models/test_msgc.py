@@ -1,6 +1,7 @@
 """MSGC: gates, backbone, MAC accounting, budget loss, checkpoints, deploy."""
 import pytest
 import torch
+from conftest import build_tiny_detector, det_sample
 from mmdet.models.backbones import ResNet
 
 from mmlgc.complexity import collect_costs, conv_macs
@@ -238,14 +239,6 @@ def test_deploy_state_dict_round_trips_through_config_flag():
 ])
 @pytest.mark.parametrize('name', sorted(SMALL_BACKBONES))
 def test_detector_loss_dict_gets_budget(detector, name, tmp_path):
-    from mmengine.config import Config
-    from mmdet.registry import MODELS
-    from mmdet.structures import DetDataSample
-    from mmengine.registry import DefaultScope
-    from mmengine.structures import InstanceData
-    path = tmp_path / 'detector.py'
-    path.write_text(f"_base_ = 'mmdet::_base_/models/{detector}'")
-    cfg = Config.fromfile(str(path))
     cls, kwargs = SMALL_BACKBONES[name]
     if cls is MSGCResNet:
         out_indices = (0, 1, 2, 3)
@@ -253,23 +246,14 @@ def test_detector_loss_dict_gets_budget(detector, name, tmp_path):
                        2**i for i in range(4)]
     else:  # widen 0.5: layer2, layer3, layer5, conv2
         out_indices, in_channels = (1, 2, 4, 7), [16, 16, 48, 1280]
-    cfg.model.backbone = dict(
-        type=f'mmlgc.{cls.__name__}', **kwargs, out_indices=out_indices,
-        frozen_stages=1, norm_eval=True)
-    cfg.model.neck.in_channels = in_channels
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        model = MODELS.build(cfg.model)
-    model.init_weights()
+    model = build_tiny_detector(
+        detector,
+        dict(type=f'mmlgc.{cls.__name__}', **kwargs, out_indices=out_indices,
+             frozen_stages=1, norm_eval=True), in_channels, tmp_path)
     model.train()
     budget = MACBudget(target=0.2)
     attach_aux_losses(model, budget)
-    sample = DetDataSample(metainfo=dict(img_shape=(64, 64),
-                                         pad_shape=(64, 64),
-                                         scale_factor=(1.0, 1.0),
-                                         batch_input_shape=(64, 64)))
-    sample.gt_instances = InstanceData(
-        bboxes=torch.tensor([[4.0, 4.0, 40.0, 30.0]]),
-        labels=torch.tensor([1]))
+    sample = det_sample()
     losses = model(torch.randn(2, 3, 64, 64), [sample, sample], mode='loss')
     assert {'loss_budget', 'macs_ratio', 'macs_target'} <= set(losses)
     assert 0 < losses['macs_ratio'] < 1.2
