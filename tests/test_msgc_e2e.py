@@ -152,8 +152,17 @@ def test_test_deploy_flops_and_benchmark(trained_detector, tmp_path,
     assert report['images'] == 4
     backbone = report['backbone_mmlgc']
     assert 0 < backbone['dynamic']['min'] <= backbone['dynamic']['max']
-    assert backbone['dynamic']['mean'] < backbone['dense']
-    assert {'stem', 'layer1.0', 'layer4.1'} <= set(report['layers'])
+    # 16 training iterations leave most gates open: the generators make the
+    # dynamic count exceed the dense one by < 1 %, no more.
+    assert backbone['dynamic']['max'] < 1.01 * backbone['dense']
+    assert backbone['ratio']['mean'] == pytest.approx(
+        backbone['dynamic']['mean'] / backbone['dense'])
+    layers = report['layers']
+    assert {'stem', 'layer1.0', 'layer4.1'} <= set(layers)
+    assert sum(v['dynamic']['mean'] for v in layers.values()) == \
+        pytest.approx(backbone['dynamic']['mean'])
+    assert sum(v['dense'] for v in layers.values()) == \
+        pytest.approx(backbone['dense'])
     assert report['analyzer']['backbone_flops'] > 0
 
     bench = str(tmp_path / 'bench.json')
@@ -166,4 +175,6 @@ def test_test_deploy_flops_and_benchmark(trained_detector, tmp_path,
     assert [r['scope'] for r in rows] == ['backbone', 'detector']
     for row in rows:
         assert set(row['ms']) == {'dense', 'masked', 'deployed'}
-        assert 0 < row['macs_ratio'] <= 1.0
+        # Its first test image is one of get_flops' four.
+        assert backbone['ratio']['min'] - 1e-6 <= row['macs_ratio'] <= \
+            backbone['ratio']['max'] + 1e-6

@@ -23,12 +23,19 @@ model's masks depend on what it sees: noise would time other masks); with
 ``--sizes`` random inputs of those sizes replace them (e.g. a COCO config
 at 800x1216 without the COCO data).
 
-Without a checkpoint the masks come from the gates' biases: every mask
+Without a checkpoint, DGC runs the final ``k`` of its schedule and MSGC's
+masks come from the gates' biases: every mask
 generator's last conv gets weight 0 and a bias that opens a random
 (seeded) fraction ``d`` of its channels, ``d`` bisected so that the
 backbone's measured MACs ratio (``mmlgc.complexity``, at the benchmarked input
 size, generators included) equals ``--target``. Static masks at batch 1 time
 the same work as per-sample masks would.
+
+The dense counterpart is the mm* backbone of the same architecture with the
+grouped model's conv weights. For MSGC it computes what the MSGC model
+computes with every gate open; a DGC model (pre-activation norms, gates) is
+a different function, so its whole-detector figure includes heads that see
+other proposals: compare DGC on the backbone scope.
 
 Timing: median over ``--rounds`` rounds; in each round the forms run in a
 rotating order, each timed on the second of two back-to-back calls (its own
