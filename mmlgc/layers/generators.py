@@ -8,6 +8,15 @@ from torch import Tensor, nn
 from .gates import BinaryConcreteGate
 
 
+def hidden_width(in_channels: int, squeeze: int) -> int:
+    """Hidden width ``C // r`` of a generator; at least one channel."""
+    hidden = in_channels // squeeze
+    if hidden < 1:
+        raise ValueError(f'squeeze {squeeze} leaves no hidden channel for '
+                         f'{in_channels} input channels')
+    return hidden
+
+
 class _PooledMLP(nn.Module):
     """``[N, C]`` -> 1x1 conv C -> C/r (no bias) -> norm -> ReLU -> 1x1 conv
     C/r -> G·K -> ``[N, G, K]``. 1x1 convs (not Linear) so the parameters have
@@ -16,11 +25,9 @@ class _PooledMLP(nn.Module):
     def __init__(self, in_channels: int, channels: int, heads: int,
                  squeeze: int, norm_cfg: Optional[dict]):
         super().__init__()
-        hidden = in_channels // squeeze
-        if hidden < 1:
-            raise ValueError(f'squeeze {squeeze} leaves no hidden channel for '
-                             f'{in_channels} input channels')
-        self.in_channels, self.channels, self.heads = in_channels, channels, heads
+        hidden = hidden_width(in_channels, squeeze)
+        self.in_channels, self.channels = in_channels, channels
+        self.heads = heads
         self.hidden = hidden
         norm = (build_norm_layer(norm_cfg, hidden)[1]
                 if norm_cfg is not None else nn.Identity())
@@ -114,10 +121,7 @@ class SaliencyGenerator(nn.Module):
     def __init__(self, in_channels: int, heads: int = 4, squeeze: int = 16,
                  bias_init: float = 1.0):
         super().__init__()
-        hidden = in_channels // squeeze
-        if hidden < 1:
-            raise ValueError(f'squeeze {squeeze} leaves no hidden channel for '
-                             f'{in_channels} input channels')
+        hidden = hidden_width(in_channels, squeeze)
         self.in_channels, self.heads, self.hidden = in_channels, heads, hidden
         self.bias_init = bias_init
         self.fc1_weight = nn.Parameter(torch.empty(heads, hidden, in_channels))
