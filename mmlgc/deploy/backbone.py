@@ -4,6 +4,8 @@ from typing import Tuple, Type
 from mmcv.cnn import fuse_conv_bn
 from torch import nn
 
+from ..layers.static_groups import replace_masked_convs
+
 
 class DeployableBackboneMixin:
     """``switch_to_deploy`` (BN folded into the convs, learnable grouped
@@ -19,7 +21,10 @@ class DeployableBackboneMixin:
 
     def switch_to_deploy(self):
         """Fold every BN into the conv before it and run the grouped convs
-        sparsely through :mod:`mmlgc.ops`.
+        sparsely through :mod:`mmlgc.ops`: dynamic ones in sparse eval,
+        static ones (:class:`~mmlgc.layers.ConnectionMaskedConv2d`) replaced
+        by ragged group convs, whose channel reorders
+        :meth:`fold_group_orders` may then fold into their consumers.
 
         The result is an inference-only backbone: its state dict has conv
         biases and no BN entries (only BNs that follow a conv are folded),
@@ -28,9 +33,17 @@ class DeployableBackboneMixin:
         """
         self.eval()
         fuse_conv_bn(self)
+        if replace_masked_convs(self):
+            self.fold_group_orders()
         self.sparse_eval(True)
         self.deploy = True
         return self
+
+    def fold_group_orders(self):
+        """Fold the ragged convs' output reorders into their single
+        consumers (:func:`~mmlgc.layers.static_groups.fold_output_order`);
+        a backbone that knows its topology overrides this. Default: keep the
+        reorders (always correct)."""
 
     def train(self, mode: bool = True):
         if mode and getattr(self, 'deploy', False):

@@ -3,9 +3,13 @@ from .dgc import DGCConv, GlobalThreshold, prune_schedule
 from .gates import BinaryConcreteGate, TopKSaliencyGate
 from .generators import AttentionGenerator, MaskGenerator, SaliencyGenerator
 from .msgc import MSGCConv2d
+from .static_groups import (ConnectionMaskedConv2d, GroupLayout,
+                            RaggedGroupConv2d, fold_output_order,
+                            replace_masked_convs)
 
 __all__ = [
-    'AttentionGenerator', 'BinaryConcreteGate', 'DGCConv', 'GlobalThreshold',
-    'MaskGenerator', 'MSGCConv2d', 'prune_schedule', 'SaliencyGenerator',
-    'TopKSaliencyGate'
+    'AttentionGenerator', 'BinaryConcreteGate', 'ConnectionMaskedConv2d',
+    'DGCConv', 'fold_output_order', 'GlobalThreshold', 'GroupLayout',
+    'MaskGenerator', 'MSGCConv2d', 'prune_schedule', 'RaggedGroupConv2d',
+    'replace_masked_convs', 'SaliencyGenerator', 'TopKSaliencyGate'
 ]
