@@ -1,5 +1,6 @@
 """The learnable grouped convs and their parts (gates, generators)."""
 from .dgc import DGCConv, GlobalThreshold, prune_schedule
+from .flgc import FLGCConv2d
 from .gates import BinaryConcreteGate, TopKSaliencyGate
 from .generators import AttentionGenerator, MaskGenerator, SaliencyGenerator
 from .msgc import MSGCConv2d
@@ -9,7 +10,8 @@ from .static_groups import (ConnectionMaskedConv2d, GroupLayout,
 
 __all__ = [
     'AttentionGenerator', 'BinaryConcreteGate', 'ConnectionMaskedConv2d',
-    'DGCConv', 'fold_output_order', 'GlobalThreshold', 'GroupLayout',
-    'MaskGenerator', 'MSGCConv2d', 'prune_schedule', 'RaggedGroupConv2d',
-    'replace_masked_convs', 'SaliencyGenerator', 'TopKSaliencyGate'
+    'DGCConv', 'FLGCConv2d', 'fold_output_order', 'GlobalThreshold',
+    'GroupLayout', 'MaskGenerator', 'MSGCConv2d', 'prune_schedule',
+    'RaggedGroupConv2d', 'replace_masked_convs', 'SaliencyGenerator',
+    'TopKSaliencyGate'
 ]
