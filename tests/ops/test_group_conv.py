@@ -43,12 +43,15 @@ def _layout(x, rng):
     return x, kind
 
 
-def _conv_case(rng, gen, device):
+def _conv_case(rng, gen, device, pointwise=False):
+    """A random conv geometry and input; ``pointwise``: 1x1, no padding
+    (the CPU kernel's GEMM path)."""
     dtype = rng.choice([torch.float32, torch.float64])
-    k = rng.choice([1, 3, 5])
+    k = 1 if pointwise else rng.choice([1, 3, 5])
     stride = (rng.choice([1, 2]), rng.choice([1, 2]))
     dilation = (rng.choice([1, 1, 2]), rng.choice([1, 2]))
-    padding = (rng.randint(0, k // 2 + 1), rng.randint(0, k // 2 + 1))
+    padding = (0, 0) if pointwise else (rng.randint(0, k // 2 + 1),
+                                        rng.randint(0, k // 2 + 1))
     span = [d * (k - 1) + 1 for d in dilation]
     h = rng.randint(max(1, span[0] - 2 * padding[0]), 9)
     w = rng.randint(max(1, span[1] - 2 * padding[1]), 9)
@@ -60,9 +63,9 @@ def _conv_case(rng, gen, device):
     return x, case
 
 
-def _dynamic_case(seed, device):
+def _dynamic_case(seed, device, pointwise=False):
     rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
-    x, case = _conv_case(rng, gen, device)
+    x, case = _conv_case(rng, gen, device, pointwise)
     n, c = x.shape[:2]
     groups = rng.choice([1, 2, 3, 4, 5, 8])
     out_channels = groups * rng.randint(1, 4)
@@ -90,9 +93,9 @@ def _dynamic_case(seed, device):
     return args, case
 
 
-def _ragged_case(seed, device):
+def _ragged_case(seed, device, pointwise=False):
     rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
-    x, case = _conv_case(rng, gen, device)
+    x, case = _conv_case(rng, gen, device, pointwise)
     c = x.shape[1]
     groups = rng.randint(1, 6)
     # Unequal, possibly empty and overlapping input sets.
@@ -127,6 +130,21 @@ def test_dynamic_matches_reference(device, chunk):
         args, case = _dynamic_case(seed, device)
         _assert_matches(
             dynamic_group_conv(*args), reference.dynamic_group_conv(*args),
+            case['dtype'], dict(seed=seed, **case))
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_pointwise_matches_reference(device):
+    """1x1 without padding: a separate (GEMM) path on CPU, every
+    case of both ops (scales, out_mask-ed and empty groups, layouts)."""
+    for seed in range(120):
+        args, case = _dynamic_case(seed, device, pointwise=True)
+        _assert_matches(
+            dynamic_group_conv(*args), reference.dynamic_group_conv(*args),
+            case['dtype'], dict(seed=seed, **case))
+        args, case = _ragged_case(seed, device, pointwise=True)
+        _assert_matches(
+            ragged_group_conv(*args), reference.ragged_group_conv(*args),
             case['dtype'], dict(seed=seed, **case))
 
 

@@ -15,9 +15,16 @@
 //    are taken in blocks swept over all tiles of an item (rows stay in L1).
 // The micro-kernel is compiled for AVX-512, AVX2 and baseline SIMD and picked
 // at run time. Items are handed out dynamically: tasks differ in size.
+//
+// Pointwise convs (1x1, no padding) take another path: each task is
+// one GEMM (its weight entries x its gathered input rows) run by ATen's BLAS,
+// which beats the direct kernel there (no taps to reuse loads across, and
+// BLAS packs the larger operands better).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/mm.h>
 #include <ATen/ops/zeros.h>
 
 #include <algorithm>
@@ -436,6 +443,89 @@ void forward_impl(const at::Tensor& input, const at::Tensor& weight_flat,
   });
 }
 
+bool is_pointwise(const ConvGeometry& g) {
+  return g.kernel_h == 1 && g.kernel_w == 1 && g.pad_h == 0 && g.pad_w == 0;
+}
+
+// One GEMM per task: out[n, task rows] = W[rows, cols] * scale[cols] @
+// x[n, cols] (+ bias), written in place when the task's output channels are
+// consecutive (both ops' usual layout), else through a temporary. The
+// gathers cost about (rows * cols + cols * pixels) copies against
+// rows * cols * pixels multiply-adds.
+template <typename T>
+void pointwise_forward_impl(const at::Tensor& input,
+                            const at::Tensor& weight_flat,
+                            const std::optional<at::Tensor>& bias,
+                            const GroupConvPlan& plan, const ConvGeometry& geo,
+                            at::Tensor& out) {
+  const at::Tensor x = input.contiguous();
+  const int64_t in_hw = geo.in_h * geo.in_w, hw = geo.out_h * geo.out_w;
+  const bool strided = geo.stride_h != 1 || geo.stride_w != 1;
+  const T* xp = x.data_ptr<T>();
+  const T* w = weight_flat.data_ptr<T>();
+  at::Tensor bias_c;
+  if (bias) bias_c = bias->contiguous();
+  const auto opts = x.options();
+  std::vector<T> a_buf, b_buf;
+  for (const auto& task : plan.tasks) {
+    const int64_t k = task.in_count, m = task.out_count;
+    if (m == 0) continue;
+    const int64_t first = plan.out_channel[task.out_begin];
+    bool consecutive = true;
+    for (int64_t r = 1; r < m && consecutive; ++r)
+      consecutive = plan.out_channel[task.out_begin + r] == first + r;
+    T* out_n = out.data_ptr<T>() + task.sample * plan.out_channels * hw;
+    at::Tensor result =
+        consecutive ? at::from_blob(out_n + first * hw, {m, hw}, opts)
+                    : at::empty({m, hw}, opts);
+    if (k == 0) {
+      result.zero_();
+    } else {
+      a_buf.resize(m * k);
+      b_buf.resize(k * hw);
+      const int64_t* cols = plan.col_offset.data() + task.in_begin;
+      const double* scale = plan.in_scale.data() + task.in_begin;
+      at::parallel_for(0, m, 64, [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) {
+          const T* row = w + plan.row_offset[task.out_begin + r];
+          T* dst = a_buf.data() + r * k;
+          for (int64_t c = 0; c < k; ++c)
+            dst[c] = row[cols[c]] * static_cast<T>(scale[c]);
+        }
+      });
+      const T* x_n = xp + task.sample * plan.in_channels * in_hw;
+      at::parallel_for(0, k, 16, [&](int64_t b, int64_t e) {
+        for (int64_t c = b; c < e; ++c) {
+          const T* src = x_n + plan.in_channel[task.in_begin + c] * in_hw;
+          T* dst = b_buf.data() + c * hw;
+          if (!strided) {
+            std::memcpy(dst, src, hw * sizeof(T));
+            continue;
+          }
+          for (int64_t y = 0; y < geo.out_h; ++y) {
+            const T* s = src + y * geo.stride_h * geo.in_w;
+            for (int64_t j = 0; j < geo.out_w; ++j)
+              dst[y * geo.out_w + j] = s[j * geo.stride_w];
+          }
+        }
+      });
+      const at::Tensor a = at::from_blob(a_buf.data(), {m, k}, opts);
+      const at::Tensor b = at::from_blob(b_buf.data(), {k, hw}, opts);
+      at::mm_out(result, a, b);
+    }
+    for (int64_t r = 0; r < m; ++r) {
+      const int64_t o = plan.out_channel[task.out_begin + r];
+      T* dst = out_n + o * hw;
+      if (!consecutive)
+        std::memcpy(dst, result.data_ptr<T>() + r * hw, hw * sizeof(T));
+      if (bias) {
+        const T v = bias_c.data_ptr<T>()[o];
+        for (int64_t p = 0; p < hw; ++p) dst[p] += v;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 at::Tensor group_conv_forward_cpu(const at::Tensor& input,
@@ -454,7 +544,12 @@ at::Tensor group_conv_forward_cpu(const at::Tensor& input,
       plan.covers_all_outputs ? at::empty(shape, opts) : at::zeros(shape, opts);
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "group_conv_forward_cpu", [&] {
-    forward_impl<scalar_t>(input, weight_flat, bias, plan, geo, out);
+    if (is_pointwise(geo)) {
+      pointwise_forward_impl<scalar_t>(input, weight_flat, bias, plan, geo,
+                                       out);
+    } else {
+      forward_impl<scalar_t>(input, weight_flat, bias, plan, geo, out);
+    }
   });
   return out;
 }
