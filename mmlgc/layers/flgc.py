@@ -21,7 +21,7 @@ from .static_groups import ConnectionMaskedConv2d
 GROUP_LOGITS_KEY = 'group_logits'
 
 
-class FLGCConv2d(ConnectionMaskedConv2d):
+class FLGCConv2d(ConnectionMaskedConv2d, nn.Conv2d):
     """A conv whose input channels and filters are split into
     ``num_groups`` learnt, unequal groups.
 
@@ -45,6 +45,12 @@ class FLGCConv2d(ConnectionMaskedConv2d):
     can leave); a group with channels but no filters leaves those channels
     unread (all-zero column). Both come out of the deployed layout as they
     are (an empty input set; channels no group reads).
+
+    ``nn.Conv2d`` is repeated among the direct bases (the MRO is unchanged)
+    because mmengine's initialisers (``dict(type='Kaiming', layer='Conv2d')``,
+    mm* ResNets' default) match a module by its class and *direct* bases'
+    names only: without it the dense weight would silently keep PyTorch's
+    default initialisation.
 
     Args:
         in_channels, out_channels, kernel_size, stride, padding, dilation,

@@ -1,0 +1,229 @@
+"""FLGC ResNet: mmdet's ResNet with fully learnable group convs
+(``methods.md`` §4).
+
+Placement:
+
+* Bottleneck (ResNet-50+): the two 1x1 convs (``conv1``, ``conv3``) are
+  FLGC, the 3x3 ``conv2`` stays dense, as in the paper's ResNet-50. With
+  ``depthwise=True`` the 3x3 becomes depthwise (``groups=width``): the
+  paper's depthwise-separable variant (its "5x faster than ResNet-50 on a
+  CPU" model); that conv then no longer has the dense shape, so a dense
+  checkpoint loads everything but ``conv2``.
+* BasicBlock (ResNet-18/34; the paper has no BasicBlock model): both 3x3
+  convs are FLGC, the direct reading of "replace the block's convs" for a
+  block without 1x1 convs (what the shapes demo trains).
+* The stem, the downsample 1x1 projections and the classifier stay dense,
+  as in the other methods here.
+
+Weights keep mmdet's (and torchvision's / mmpretrain's) names and shapes,
+so a dense checkpoint loads with only the ``*_group_logits`` missing.
+
+Deploy: every FLGC conv becomes a ragged group conv; the group order of
+``conv1``'s output folds into ``conv2`` (its only reader: a dense 3x3's
+input channels, a depthwise 3x3's channels and then ``conv3``'s input
+index); ``conv2``/``conv3`` outputs that meet the residual sum keep one
+``index_select`` back to the original order.
+
+MACs (MSGC's counting convention, ``mmlgc.complexity``): the FLGC convs
+report their actual connectivity; the block reports its dense 3x3 (or
+depthwise) conv and downsample, the backbone its stem. The "dense" count is
+the vanilla ResNet's (a full 3x3 conv2 in the depthwise variant too), so
+the ratio compares against the plain ResNet.
+"""
+from mmcv.cnn import build_conv_layer
+from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
+from torch import Tensor
+
+from ...complexity import CostReporter, conv_macs
+from ...layers import FLGCConv2d, fold_output_order
+from ...ops.reference import conv_output_size
+from ...registry import MODELS
+from .flgc_base import FLGCBackboneMixin, fold_through_depthwise
+
+
+class _FLGCBlockMixin(CostReporter):
+
+    def _check_unsupported(self, **features):
+        used = sorted(k for k, v in features.items() if v)
+        if used:
+            raise NotImplementedError(
+                f'{type(self).__name__} does not support {", ".join(used)}: '
+                'the FLGC convs replace the convs they would modify')
+
+    def _to_flgc(self, names, flgc_kwargs):
+        for name in names:
+            setattr(self, name,
+                    FLGCConv2d.from_conv(getattr(self, name), **flgc_kwargs))
+
+    def _downsample_macs(self, x: Tensor, out: Tensor) -> int:
+        if self.downsample is None:
+            return 0
+        # MSGC's convention: the 1x1 projection's MACs only (no BN op).
+        return conv_macs(x.shape[1], out.shape[1], 1, out.shape[2:],
+                         norm=False)
+
+
+class FLGCBasicBlock(_FLGCBlockMixin, BasicBlock):
+    """BasicBlock whose two 3x3 convs are FLGC."""
+
+    def __init__(self,
+                 inplanes,
+                 planes,
+                 stride=1,
+                 dilation=1,
+                 downsample=None,
+                 style='pytorch',
+                 with_cp=False,
+                 conv_cfg=None,
+                 norm_cfg=dict(type='BN'),
+                 dcn=None,
+                 plugins=None,
+                 init_cfg=None,
+                 depthwise=False,
+                 **flgc_kwargs):
+        self._check_unsupported(dcn=dcn, plugins=plugins)
+        if depthwise:
+            raise ValueError('depthwise=True turns a Bottleneck\'s 3x3 conv '
+                             'depthwise; a BasicBlock has no such conv')
+        super().__init__(inplanes, planes, stride, dilation, downsample,
+                         style, with_cp, conv_cfg, norm_cfg, None, None,
+                         init_cfg)
+        self._to_flgc(('conv1', 'conv2'), flgc_kwargs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = super().forward(x)
+        macs = self._downsample_macs(x, out)
+        self.report_cost(macs, macs, x.shape[0], x.device)
+        return out
+
+    def fold_group_orders(self):
+        # conv1 -> norm1 (folded) -> ReLU -> conv2: one reader. conv2's
+        # output meets the residual: it keeps its index_select.
+        fold_output_order(self.conv1, self.conv2)
+
+
+class FLGCBottleneck(_FLGCBlockMixin, Bottleneck):
+    """Bottleneck whose 1x1 convs are FLGC; ``depthwise=True``: its 3x3
+    conv is depthwise (the paper's depthwise-separable variant)."""
+
+    def __init__(self,
+                 inplanes,
+                 planes,
+                 stride=1,
+                 dilation=1,
+                 downsample=None,
+                 style='pytorch',
+                 with_cp=False,
+                 conv_cfg=None,
+                 norm_cfg=dict(type='BN'),
+                 dcn=None,
+                 plugins=None,
+                 init_cfg=None,
+                 depthwise=False,
+                 **flgc_kwargs):
+        self._check_unsupported(dcn=dcn, plugins=plugins)
+        super().__init__(inplanes, planes, stride, dilation, downsample,
+                         style, with_cp, conv_cfg, norm_cfg, None, None,
+                         init_cfg)
+        self.depthwise = depthwise
+        self._to_flgc(('conv1', 'conv3'), flgc_kwargs)
+        if depthwise:
+            # Same name and place in the module order (BN folding pairs it
+            # with norm2).
+            self.conv2 = build_conv_layer(
+                conv_cfg,
+                planes,
+                planes,
+                kernel_size=3,
+                stride=self.conv2_stride,
+                padding=dilation,
+                dilation=dilation,
+                groups=planes,
+                bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = super().forward(x)
+        width = self.planes
+        size2 = out.shape[2:]
+        full = conv_macs(width, width, 3, size2)
+        actual = conv_macs(width, width, 3, size2,
+                           groups=width) if self.depthwise else full
+        downsample = self._downsample_macs(x, out)
+        self.report_cost(full + downsample, actual + downsample, x.shape[0],
+                         x.device)
+        return out
+
+    def fold_group_orders(self):
+        if self.depthwise:
+            fold_through_depthwise(self.conv1, self.conv2, self.conv3)
+        else:
+            fold_output_order(self.conv1, self.conv2)
+
+
+@MODELS.register_module()
+class FLGCResNet(FLGCBackboneMixin, ResNet):
+    """ResNet (depth 18/34/50/101/152) with FLGC blocks; mmdet ResNet's
+    arguments and outputs, usable as an mmdet or mmpretrain backbone
+    (``type='mmlgc.FLGCResNet'``).
+
+    Args:
+        num_groups: ``G`` of every FLGC conv (8; any positive integer).
+        depthwise: Bottleneck only: depthwise 3x3 convs (the paper's
+            depthwise-separable ResNet-50).
+        logit_init, init_std: initialisation of the assignment logits, see
+            :class:`~mmlgc.layers.FLGCConv2d` (default: the public
+            reference's i.i.d. N(0, 1)).
+        deploy: build the deployed structure (BN folded, ragged group
+            convs), so ``tools/deploy.py`` output loads.
+        **kwargs: mmdet ``ResNet`` arguments (``depth``, ``out_indices``,
+            ``frozen_stages``, ``norm_cfg``, ``norm_eval``, ``style``,
+            ``with_cp``, ``avg_down``, ``init_cfg``, ...). ``dcn``,
+            ``plugins`` and ``deep_stem`` are not supported.
+    """
+
+    arch_settings = {
+        18: (FLGCBasicBlock, (2, 2, 2, 2)),
+        34: (FLGCBasicBlock, (3, 4, 6, 3)),
+        50: (FLGCBottleneck, (3, 4, 6, 3)),
+        101: (FLGCBottleneck, (3, 4, 23, 3)),
+        152: (FLGCBottleneck, (3, 8, 36, 3))
+    }
+
+    def __init__(self,
+                 depth: int,
+                 num_groups: int = 8,
+                 depthwise: bool = False,
+                 logit_init: str = 'normal',
+                 init_std: float = 0.0,
+                 deploy: bool = False,
+                 **kwargs):
+        if depth not in self.arch_settings:
+            raise KeyError(f'invalid depth {depth} for FLGCResNet; choose '
+                           f'from {sorted(self.arch_settings)}')
+        self._block_kwargs = dict(
+            depthwise=depthwise,
+            num_groups=num_groups,
+            logit_init=logit_init,
+            init_std=init_std)
+        super().__init__(depth, **kwargs)
+        if self.deep_stem:
+            raise NotImplementedError('FLGCResNet has the standard stem only')
+        self._setup_flgc(deploy)
+
+    def make_res_layer(self, **kwargs):
+        # ResLayer passes unknown kwargs on to the blocks.
+        return super().make_res_layer(**kwargs, **self._block_kwargs)
+
+    def fold_group_orders(self):
+        for module in self.modules():
+            if isinstance(module, (FLGCBasicBlock, FLGCBottleneck)):
+                module.fold_group_orders()
+
+    def forward(self, x: Tensor):
+        stem = conv_output_size(x.shape[2:], 7, 2, 3, 1)
+        pooled = conv_output_size(stem, 3, 2, 1, 1)
+        # MSGC's convention: stem conv + BN op, 4 ops per max-pool output.
+        stem_macs = (conv_macs(x.shape[1], self.stem_channels, 7, stem) +
+                     4 * self.stem_channels * pooled[0] * pooled[1])
+        self.report_cost(stem_macs, stem_macs, x.shape[0], x.device)
+        return super().forward(x)
