@@ -4,6 +4,7 @@ from .flgc import FLGCConv2d
 from .gates import BinaryConcreteGate, TopKSaliencyGate
 from .generators import AttentionGenerator, MaskGenerator, SaliencyGenerator
 from .msgc import MSGCConv2d
+from .self_grouping import SelfGroupedConv2d, SelfGroupedLinear
 from .static_groups import (ConnectionMaskedConv2d, GroupLayout,
                             RaggedGroupConv2d, fold_output_order,
                             replace_masked_convs)
@@ -13,5 +14,5 @@ __all__ = [
     'DGCConv', 'FLGCConv2d', 'fold_output_order', 'GlobalThreshold',
     'GroupLayout', 'MaskGenerator', 'MSGCConv2d', 'prune_schedule',
     'RaggedGroupConv2d', 'replace_masked_convs', 'SaliencyGenerator',
-    'TopKSaliencyGate'
+    'SelfGroupedConv2d', 'SelfGroupedLinear', 'TopKSaliencyGate'
 ]

@@ -1,0 +1,3 @@
+from .sgcnn_cls_head import SelfGroupedLinearClsHead
+
+__all__ = ['SelfGroupedLinearClsHead']
