@@ -2,6 +2,7 @@
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from torch import Tensor, nn
 
@@ -20,7 +21,9 @@ def hidden_width(in_channels: int, squeeze: int) -> int:
 class _PooledMLP(nn.Module):
     """``[N, C]`` -> 1x1 conv C -> C/r (no bias) -> norm -> ReLU -> 1x1 conv
     C/r -> G·K -> ``[N, G, K]``. 1x1 convs (not Linear) so the parameters have
-    the reference's shapes and a BN can be fused into them for deploy."""
+    the reference's shapes and a BN can be fused into them for deploy; they
+    run as ``F.linear`` (on 1x1 maps ATen's CPU conv takes its slow
+    reference path, ~6 ms per ResNet-50 forward)."""
 
     def __init__(self, in_channels: int, channels: int, heads: int,
                  squeeze: int, norm_cfg: Optional[dict]):
@@ -36,7 +39,11 @@ class _PooledMLP(nn.Module):
             nn.ReLU(inplace=True), nn.Conv2d(hidden, heads * channels, 1))
 
     def forward(self, pooled: Tensor) -> Tensor:
-        out = self.layers(pooled.view(pooled.shape[0], -1, 1, 1))
+        expand, norm, act, project = self.layers
+        hidden = F.linear(pooled.flatten(1), expand.weight.flatten(1),
+                          expand.bias)
+        hidden = act(norm(hidden[:, :, None, None])).flatten(1)
+        out = F.linear(hidden, project.weight.flatten(1), project.bias)
         return out.view(pooled.shape[0], self.heads, self.channels)
 
     @property
