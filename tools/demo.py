@@ -36,7 +36,7 @@ import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-ALL_METHODS = ('msgc', 'dgc')
+ALL_METHODS = ('msgc', 'dgc', 'sgcnn')
 ALL_DETECTORS = ('faster_rcnn', 'retinanet')
 DENSE_PRETRAIN = 'configs/pretrain/resnet18_shapes.py'
 
@@ -99,7 +99,8 @@ class Demo:
                         f'train_cfg.val_interval={epochs}',
                         f'param_scheduler.1.end={epochs}']
         if init_from is not None:
-            options.append(f'model.backbone.init_cfg.checkpoint={init_from}')
+            options += [f'model.{part}.init_cfg.checkpoint={init_from}'
+                        for part in pretrained_parts(config)]
         resume = ['--resume'] if self.args.resume else []
         self.run(f'train {name}', 'tools/train.py', config, '--work-dir',
                  self.work_dir(name), *resume, '--cfg-options', *options)
@@ -185,13 +186,24 @@ class Demo:
         return row
 
 
+def pretrained_parts(config):
+    """The parts of the config's model (``backbone``, and ``head`` where a
+    method groups the classifier too, as SG-CNN) initialised from a
+    checkpoint: the demo points them all at the one it passes in."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(REPO, config))
+    parts = []
+    for part in ('backbone', 'head'):
+        init = (cfg.model.get(part) or {}).get('init_cfg') or {}
+        if isinstance(init, dict) and init.get('type') == 'Pretrained':
+            parts.append(part)
+    return parts
+
+
 def starts_from_dense(config):
     """Does the pretraining config initialise its backbone from a
     checkpoint (the dense one, which the demo passes in)?"""
-    from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(REPO, config))
-    init = cfg.model.backbone.get('init_cfg') or {}
-    return isinstance(init, dict) and init.get('type') == 'Pretrained'
+    return 'backbone' in pretrained_parts(config)
 
 
 def latest_json(pattern):

@@ -23,8 +23,9 @@ model's masks depend on what it sees: noise would time other masks); with
 ``--sizes`` random inputs of those sizes replace them (e.g. a COCO config
 at 800x1216 without the COCO data).
 
-Without a checkpoint, DGC runs the final ``k`` of its schedule and MSGC's
-masks come from the gates' biases: every mask
+Without a checkpoint, DGC runs the final ``k`` of its schedule, SG-CNN's
+convs are self-grouped in one shot to the pruned fraction that gives
+``--target``, and MSGC's masks come from the gates' biases: every mask
 generator's last conv gets weight 0 and a bias that opens a random
 (seeded) fraction ``d`` of its channels, ``d`` bisected so that the
 backbone's measured MACs ratio (``mmlgc.complexity``, at the benchmarked input
@@ -59,20 +60,23 @@ import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
 from mmlgc.complexity import collect_costs
 from mmlgc.layers import MaskGenerator
 from mmlgc.layers.dgc import dgc_layers
-from mmlgc.models import DGCResNet, MSGCMobileNetV2, MSGCResNet
+from mmlgc.layers.self_grouping import (SelfGroupedConv2d, group_model,
+                                        self_grouped_layers)
+from mmlgc.models import DGCResNet, MSGCMobileNetV2, MSGCResNet, SGCNNResNet
 from mmlgc.utils.config import build_model, load_config
 from mmlgc.utils.inputs import random_batch, test_set_batches
 
 FORMS = ('dense', 'masked', 'deployed')
 #: Method-only backbone arguments (MSGC, DGC), dropped for the dense
-#: counterpart.
+#: counterpart (SG-CNN has none: its grouping lives in buffers).
 METHOD_ARGS = ('heads', 'attention', 'squeeze', 'gate_bias', 'tau',
                'generator_norm_cfg', 'keep', 'mode', 'tie_break',
                'dgc_norm_cfg', 'dgc_norm_eval', 'deploy')
 DENSE_TYPES = {
     'MSGCResNet': 'ResNet',
     'MSGCMobileNetV2': 'MobileNetV2',
-    'DGCResNet': 'ResNet'
+    'DGCResNet': 'ResNet',
+    'SGCNNResNet': 'ResNet'
 }
 BACKBONES = {
     'resnet18': (MSGCResNet, dict(depth=18, out_indices=(0, 1, 2, 3))),
@@ -80,6 +84,10 @@ BACKBONES = {
     'mobilenet_v2': (MSGCMobileNetV2, dict(out_indices=(1, 2, 4, 6))),
     'dgc_resnet18': (DGCResNet, dict(depth=18, out_indices=(0, 1, 2, 3))),
     'dgc_resnet50': (DGCResNet, dict(depth=50, out_indices=(0, 1, 2, 3))),
+    'sgcnn_resnet18': (SGCNNResNet, dict(depth=18,
+                                         out_indices=(0, 1, 2, 3))),
+    'sgcnn_resnet50': (SGCNNResNet, dict(depth=50,
+                                         out_indices=(0, 1, 2, 3))),
 }
 
 
@@ -146,8 +154,11 @@ def build_from_config(path, checkpoint, cfg_options=None):
 def untrained_masks(backbone, x, target, seed):
     """Masks for a backbone without a checkpoint: MSGC's calibrated to the
     MAC ``target`` (:func:`calibrate_masks`); DGC's at the end of its
-    schedule (``k`` of its ``keep``; ``--target`` does not apply). Returns
-    (density or None, ratio)."""
+    schedule (``k`` of its ``keep``; ``--target`` does not apply); SG-CNN's
+    self-grouped in one shot (:func:`group_to_target`). Returns (density or
+    None, ratio)."""
+    if any(True for _ in self_grouped_layers(backbone)):
+        return group_to_target(backbone, x, target, seed)
     layers = dgc_layers(backbone)
     if not layers:
         return calibrate_masks(backbone, x, target, seed)
@@ -155,6 +166,26 @@ def untrained_masks(backbone, x, target, seed):
         layer.set_progress(1.0)
     backbone(x)
     return None, collect_costs(backbone).ratio.item()
+
+
+@torch.no_grad()
+def group_to_target(backbone, x, target, seed):
+    """SG-CNN: self-group every grouped conv of the (dense) backbone in
+    one step to the pruned fraction ``r`` that brings the measured MACs
+    ratio to ``target``: the ratio falls linearly in ``r`` by the grouped
+    convs' connection MACs (their BN op stays). Returns (r, ratio)."""
+    backbone(x)
+    costs = collect_costs(backbone)
+    grouped = 0.0
+    for module in backbone.modules():
+        if isinstance(module, SelfGroupedConv2d):
+            record = module.last_cost
+            k2c = module.weight[0].numel()
+            grouped += record.dense * k2c / (k2c + 1)  # without the BN op
+    ratio = min(max((1 - target) * costs.dense / grouped, 0.01), 0.99)
+    group_model(backbone, ratio, seed=seed)
+    backbone(x)
+    return ratio, collect_costs(backbone).ratio.item()
 
 
 @torch.no_grad()

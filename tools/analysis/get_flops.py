@@ -21,6 +21,13 @@ With ``--shape`` a random input of that size replaces the data set (one
 "image"). For classifiers the ImageNet head (global pool + FC) is added in the
 MSGC convention, so ``--shape 224`` reproduces the paper's check numbers
 (ResNet-18 1817.21 M, ResNet-50 4099.70 M dense).
+
+A model with SG-CNN layers is also counted in the SG-CNN reference
+counter's convention (:func:`mmlgc.layers.self_grouping.reference_complexity`:
+active connections, no BN/ReLU/pooling ops, parameters of the active
+connections) on the first input, the whole classifier or the detector's
+backbone: ``--shape 224`` on an ImageNet classifier gives the paper's
+ResNet-50 numbers (4.09 G MACs / 25.55 M params dense).
 """
 import argparse
 import json
@@ -36,6 +43,8 @@ from mmengine.runner import load_checkpoint
 
 import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
 from mmlgc.complexity import collect_costs
+from mmlgc.layers.self_grouping import (reference_complexity,
+                                        self_grouped_layers)
 from mmlgc.utils.config import build_model, load_config
 from mmlgc.utils.inputs import random_batch, test_set_batches
 
@@ -71,6 +80,16 @@ def with_samples(model, data_samples):
     return model
 
 
+def sgcnn_reference(model, inputs):
+    """SG-CNN's reference counts: the whole classifier (its grouped FC
+    included), a detector's backbone."""
+    if hasattr(model, 'head') and hasattr(model.head, 'fc'):
+        counts = reference_complexity(model, inputs, mode='tensor')
+        return dict(scope='classifier', **counts)
+    return dict(scope='backbone',
+                **reference_complexity(model.backbone, inputs))
+
+
 def stats(values):
     t = torch.tensor(values, dtype=torch.float64)
     return dict(mean=t.mean().item(), std=t.std(unbiased=False).item(),
@@ -94,6 +113,7 @@ def main():
         batches = islice(test_set_batches(cfg, model), args.num_images)
 
     dense, dynamic, layers, sizes, analyzer = None, [], {}, [], None
+    sgcnn, grouped = None, any(True for _ in self_grouped_layers(model))
     with torch.no_grad():
         for data in batches:
             inputs = data['inputs']
@@ -114,6 +134,8 @@ def main():
                 backbone_analyzer = get_model_complexity_info(
                     model.backbone, inputs=(inputs, ), show_table=False,
                     show_arch=False)
+            if grouped and sgcnn is None:
+                sgcnn = sgcnn_reference(model, inputs)
     if not dynamic:
         raise RuntimeError(f'no images in the test set of {args.config}')
 
@@ -136,6 +158,8 @@ def main():
             name: dict(dense=entry['dense'], dynamic=stats(entry['dynamic']))
             for name, entry in layers.items()
         })
+    if sgcnn is not None:
+        result['sgcnn_reference'] = sgcnn
 
     print(f'\n{args.config}: {len(dynamic)} image(s), first input '
           f'{sizes[0][0]}x{sizes[0][1]}')
@@ -157,6 +181,10 @@ def main():
           f'{analyzer["flops_str"]} MACs / {analyzer["params_str"]} params, '
           f'backbone {backbone_analyzer["flops_str"]} / '
           f'{backbone_analyzer["params_str"]}')
+    if sgcnn is not None:
+        print(f'SG-CNN reference counter ({sgcnn["scope"]}, first input): '
+              f'{sgcnn["macs"] / 1e9:.3f} G MACs, {sgcnn["params"] / 1e6:.3f}'
+              ' M params')
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
