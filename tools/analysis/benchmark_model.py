@@ -58,25 +58,31 @@ from mmengine.runner import load_checkpoint
 
 import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
 from mmlgc.complexity import collect_costs
-from mmlgc.layers import MaskGenerator
+from mmlgc.layers import FLGCConv2d, MaskGenerator
 from mmlgc.layers.dgc import dgc_layers
 from mmlgc.layers.self_grouping import (SelfGroupedConv2d, group_model,
                                         self_grouped_layers)
-from mmlgc.models import DGCResNet, MSGCMobileNetV2, MSGCResNet, SGCNNResNet
+from mmlgc.models import (DGCResNet, FLGCMobileNetV2, FLGCResNet,
+                          MSGCMobileNetV2, MSGCResNet, SGCNNResNet)
 from mmlgc.utils.config import build_model, load_config
 from mmlgc.utils.inputs import random_batch, test_set_batches
 
 FORMS = ('dense', 'masked', 'deployed')
-#: Method-only backbone arguments (MSGC, DGC), dropped for the dense
-#: counterpart (SG-CNN has none: its grouping lives in buffers).
+#: Method-only backbone arguments (MSGC, DGC, FLGC), dropped for the dense
+#: counterpart (SG-CNN has none: its grouping lives in buffers). FLGC's
+#: ``depthwise`` too: the depthwise-separable variant is compared with the
+#: plain ResNet, as in the paper.
 METHOD_ARGS = ('heads', 'attention', 'squeeze', 'gate_bias', 'tau',
                'generator_norm_cfg', 'keep', 'mode', 'tie_break',
-               'dgc_norm_cfg', 'dgc_norm_eval', 'deploy')
+               'dgc_norm_cfg', 'dgc_norm_eval', 'num_groups', 'depthwise',
+               'flgc_convs', 'logit_init', 'init_std', 'deploy')
 DENSE_TYPES = {
     'MSGCResNet': 'ResNet',
     'MSGCMobileNetV2': 'MobileNetV2',
     'DGCResNet': 'ResNet',
-    'SGCNNResNet': 'ResNet'
+    'SGCNNResNet': 'ResNet',
+    'FLGCResNet': 'ResNet',
+    'FLGCMobileNetV2': 'MobileNetV2'
 }
 BACKBONES = {
     'resnet18': (MSGCResNet, dict(depth=18, out_indices=(0, 1, 2, 3))),
@@ -88,6 +94,11 @@ BACKBONES = {
                                          out_indices=(0, 1, 2, 3))),
     'sgcnn_resnet50': (SGCNNResNet, dict(depth=50,
                                          out_indices=(0, 1, 2, 3))),
+    'flgc_resnet18': (FLGCResNet, dict(depth=18, out_indices=(0, 1, 2, 3))),
+    'flgc_resnet50': (FLGCResNet, dict(depth=50, out_indices=(0, 1, 2, 3))),
+    'flgc_dw_resnet50': (FLGCResNet, dict(depth=50, depthwise=True,
+                                          out_indices=(0, 1, 2, 3))),
+    'flgc_mobilenet_v2': (FLGCMobileNetV2, dict(out_indices=(1, 2, 4, 6))),
 }
 
 
@@ -146,8 +157,17 @@ def build_from_config(path, checkpoint, cfg_options=None):
     if checkpoint:
         load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
         # The dense model shares every weight the MSGC model has.
-        dense.load_state_dict(model.state_dict(), strict=False)
+        load_shared_weights(dense, model)
     return model, dense, cfg
+
+
+def load_shared_weights(dense, model):
+    """Copy into ``dense`` every tensor of ``model`` with the same name
+    and shape (not, e.g., a depthwise conv the dense model has full)."""
+    own = dense.state_dict()
+    dense.load_state_dict(
+        {k: v for k, v in model.state_dict().items()
+         if k in own and own[k].shape == v.shape}, strict=False)
 
 
 @torch.no_grad()
@@ -159,6 +179,11 @@ def untrained_masks(backbone, x, target, seed):
     None, ratio)."""
     if any(True for _ in self_grouped_layers(backbone)):
         return group_to_target(backbone, x, target, seed)
+    if any(isinstance(m, FLGCConv2d) for m in backbone.modules()):
+        # FLGC: the groups are the model's own (a fresh model's: random,
+        # unequal); --target does not apply.
+        backbone(x)
+        return None, collect_costs(backbone).ratio.item()
     layers = dgc_layers(backbone)
     if not layers:
         return calibrate_masks(backbone, x, target, seed)
@@ -298,9 +323,10 @@ def main():
     else:
         cls, kwargs = BACKBONES[args.backbone]
         model = cls(**kwargs)
+        kwargs = {k: v for k, v in kwargs.items() if k not in METHOD_ARGS}
         dense = __import__('mmdet.models.backbones', fromlist=['x']).__dict__[
             DENSE_TYPES[cls.__name__]](**kwargs)
-        dense.load_state_dict(model.state_dict(), strict=False)
+        load_shared_weights(dense, model)
         name = f'{cls.__name__} {args.backbone}'
     model.eval()
     dense.eval()
