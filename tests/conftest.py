@@ -68,10 +68,12 @@ def pretrained_backbone(tmp_path_factory, tiny_shapes, run_tool):
     return ckpt
 
 
-def build_tiny_detector(detector, backbone, in_channels, tmp_path):
+def build_tiny_detector(detector, backbone, in_channels, tmp_path,
+                        neck=None):
     """mmdet's base model ``detector`` (``'retinanet_r50_fpn.py'``,
     ``'faster-rcnn_r50_fpn.py'``) with ``backbone`` and its FPN reading
-    ``in_channels``; weights initialised."""
+    ``in_channels`` (``neck``: keys to override in the neck's config, e.g.
+    ``type='mmlgc.MSGCFPN'``); weights initialised."""
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
@@ -80,6 +82,7 @@ def build_tiny_detector(detector, backbone, in_channels, tmp_path):
     cfg = Config.fromfile(str(path))
     cfg.model.backbone = backbone
     cfg.model.neck.in_channels = in_channels
+    cfg.model.neck.update(neck or {})
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(cfg.model)
     model.init_weights()

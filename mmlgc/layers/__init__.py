@@ -3,7 +3,7 @@ from .dgc import DGCConv, GlobalThreshold, prune_schedule
 from .flgc import FLGCConv2d
 from .gates import BinaryConcreteGate, TopKSaliencyGate
 from .generators import AttentionGenerator, MaskGenerator, SaliencyGenerator
-from .msgc import MSGCConv2d
+from .msgc import MSGCConv2d, SelfGatedMSGCConv2d
 from .self_grouping import SelfGroupedConv2d, SelfGroupedLinear
 from .static_groups import (ConnectionMaskedConv2d, GroupLayout,
                             RaggedGroupConv2d, fold_output_order,
@@ -14,5 +14,6 @@ __all__ = [
     'DGCConv', 'FLGCConv2d', 'fold_output_order', 'GlobalThreshold',
     'GroupLayout', 'MaskGenerator', 'MSGCConv2d', 'prune_schedule',
     'RaggedGroupConv2d', 'replace_masked_convs', 'SaliencyGenerator',
-    'SelfGroupedConv2d', 'SelfGroupedLinear', 'TopKSaliencyGate'
+    'SelfGatedMSGCConv2d', 'SelfGroupedConv2d', 'SelfGroupedLinear',
+    'TopKSaliencyGate'
 ]

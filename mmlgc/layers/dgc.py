@@ -99,6 +99,11 @@ class DGCConv(CostReporter, nn.Conv2d):
             (DGC-G: one network-wide saliency threshold).
         tie_break: see :class:`TopKSaliencyGate` (``'index'``: exactly ``k``).
         norm_cfg: the pre-activation norm (mmcv config).
+        pre_activation: apply the pre-activation norm -> ReLU (DGC's
+            design). ``False`` gates and convolves the input as it comes
+            (no ``pre_norm``, no ReLU): for convs whose dense counterpart
+            reads unrectified features, e.g. an FPN's output convs on the
+            lateral sums (:class:`mmlgc.models.DGCFPN`).
     """
 
     MODES = ('head', 'global')
@@ -117,7 +122,8 @@ class DGCConv(CostReporter, nn.Conv2d):
                  squeeze: int = 16,
                  mode: str = 'head',
                  tie_break: str = 'index',
-                 norm_cfg: dict = dict(type='BN')):
+                 norm_cfg: dict = dict(type='BN'),
+                 pre_activation: bool = True):
         if not isinstance(heads, int) or heads < 1 or out_channels % heads:
             raise ValueError(f'heads={heads!r} must be a positive integer '
                              f'dividing the {out_channels} output channels')
@@ -128,7 +134,9 @@ class DGCConv(CostReporter, nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride,
                          padding, dilation, 1, bias)
         self.heads, self.keep, self.mode = heads, keep, mode
-        self.pre_norm = build_norm_layer(norm_cfg, in_channels)[1]
+        self.pre_activation = pre_activation
+        if pre_activation:
+            self.pre_norm = build_norm_layer(norm_cfg, in_channels)[1]
         if in_channels < 80:
             squeeze = max(squeeze // 2, 1)
         self.saliency_generator = SaliencyGenerator(in_channels, heads,
@@ -173,7 +181,8 @@ class DGCConv(CostReporter, nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         if self.padding_mode != 'zeros':
             raise NotImplementedError('DGCConv supports zero padding only')
-        x = F.relu(self.pre_norm(x))
+        if self.pre_activation:
+            x = F.relu(self.pre_norm(x))
         saliency = self.saliency_generator(x.mean((2, 3)))
         self.saliency_l1 = saliency.mean((0, 2)).sum()
         if self.mode == 'global':
@@ -211,7 +220,8 @@ class DGCConv(CostReporter, nn.Conv2d):
 
     def _report(self, x: Tensor, mask: Tensor, conv: int) -> None:
         numel = x.shape[1] * x.shape[2] * x.shape[3]
-        relu = gap = numel
+        gap = numel
+        relu = numel if self.pre_activation else 0
         fixed = relu + gap + self.saliency_generator.macs
         # Per sample, the fraction of (head, input channel) pairs read, and
         # the full conv's MACs: kept for analyses (DGC-G's uneven layers).
@@ -222,7 +232,8 @@ class DGCConv(CostReporter, nn.Conv2d):
 
     def extra_repr(self) -> str:
         return (f'{super().extra_repr()}, heads={self.heads}, '
-                f'keep={self.keep}, mode={self.mode!r}')
+                f'keep={self.keep}, mode={self.mode!r}, '
+                f'pre_activation={self.pre_activation}')
 
 
 def dgc_layers(model: nn.Module) -> List[DGCConv]:

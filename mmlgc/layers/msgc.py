@@ -1,9 +1,12 @@
 """MSGC's grouped dynamic conv (``methods.md`` §1)."""
 from typing import Optional
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
+from ..complexity import CostReporter, conv_macs
+from .generators import AttentionGenerator, MaskGenerator
 
 
 class MSGCConv2d(nn.Conv2d):
@@ -54,3 +57,117 @@ class MSGCConv2d(nn.Conv2d):
         return cls(conv.in_channels, conv.out_channels, conv.kernel_size,
                    conv.stride, conv.padding, conv.dilation, 1,
                    conv.bias is not None)
+
+
+class SelfGatedMSGCConv2d(CostReporter, MSGCConv2d):
+    """An :class:`MSGCConv2d` with its own generators, conditioned on the
+    conv's own input: ``forward(x)`` alone, so it drops in where a plain conv
+    is called (an FPN's ``ConvModule.conv``).
+
+    In a backbone block all masks come from the block input and the block
+    reports its cost; a neck conv has no block around it, so this layer
+    pools its input, predicts ``[N, G, C]`` masks (and optionally MSGC's
+    attention) and reports its own :class:`~mmlgc.complexity.CostRecord`:
+    ``dense`` is the conv (plus one op per output when a norm follows,
+    ``followed_by_norm``), ``dynamic`` the conv at each image's mask density
+    (attention multiply included) plus the GAP and the generators. No
+    producer "bonus" is credited: in an FPN the conv's input channels (the
+    lateral sums) also feed the top-down path, so the producer computes them
+    whether this conv reads them or not.
+
+    Parameter names of the conv are ``nn.Conv2d``'s, so a dense conv's
+    ``weight``/``bias`` load unchanged; only ``mask_generator.*`` (and
+    ``attention_generator.*``) are new.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation,
+            bias: as ``nn.Conv2d`` (``groups`` is 1; the heads are groups).
+        heads: ``G``; must divide ``out_channels``.
+        attention: add MSGC's attention generator.
+        squeeze: generator hidden width ``in_channels // squeeze``.
+        gate_bias: initial mask logit (2.0: ~88% of channels open).
+        tau: gate temperature.
+        generator_norm_cfg: norm of the generators' hidden layer; None (the
+            default here) for none: it would normalise pooled ``N x C``
+            vectors, noise at detection batch sizes, and a neck has no
+            classification pretraining to freeze statistics from
+            (``methods.md`` §6: freeze, sync, or go without).
+    """
+
+    followed_by_norm: bool = False
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size,
+                 stride=1,
+                 padding=0,
+                 dilation=1,
+                 bias: bool = True,
+                 heads: int = 4,
+                 attention: bool = False,
+                 squeeze: int = 8,
+                 gate_bias: float = 2.0,
+                 tau: float = 2 / 3,
+                 generator_norm_cfg: Optional[dict] = None):
+        if not isinstance(heads, int) or heads < 1 or out_channels % heads:
+            raise ValueError(f'heads={heads!r} must be a positive integer '
+                             f'dividing the {out_channels} output channels')
+        super().__init__(in_channels, out_channels, kernel_size, stride,
+                         padding, dilation, 1, bias)
+        self.heads, self.gate_bias = heads, gate_bias
+        self.mask_generator = MaskGenerator(in_channels, in_channels, heads,
+                                            squeeze, gate_bias, tau,
+                                            generator_norm_cfg)
+        self.attention_generator = AttentionGenerator(
+            in_channels, in_channels, heads, squeeze,
+            generator_norm_cfg) if attention else None
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, **kwargs) -> 'SelfGatedMSGCConv2d':
+        """A layer with ``conv``'s geometry (fresh parameters)."""
+        if conv.groups != 1:
+            raise ValueError('SelfGatedMSGCConv2d replaces dense convs '
+                             '(groups=1)')
+        return cls(conv.in_channels, conv.out_channels, conv.kernel_size,
+                   conv.stride, conv.padding, conv.dilation,
+                   conv.bias is not None, **kwargs)
+
+    def reset_generators(self) -> None:
+        """The generators' own initialisation (gate bias; attention starting
+        at exactly 1), which a layer-wide init such as an FPN's Xavier
+        overwrites."""
+        nn.init.constant_(self.mask_generator.layers[-1].bias,
+                          self.gate_bias)
+        if self.attention_generator is not None:
+            nn.init.zeros_(self.attention_generator.layers[-1].weight)
+            nn.init.ones_(self.attention_generator.layers[-1].bias)
+
+    def forward(self, input: Tensor) -> Tensor:
+        pooled = F.adaptive_avg_pool2d(input, 1).flatten(1)
+        mask = self.mask_generator(pooled)
+        weighted = mask
+        if self.attention_generator is not None:
+            weighted = mask * self.attention_generator(pooled)
+        out = super().forward(input, weighted)
+        self._report(input, out, mask)
+        return out
+
+    def _report(self, input: Tensor, out: Tensor, mask: Tensor) -> None:
+        dense = conv_macs(self.in_channels, self.out_channels,
+                          self.kernel_size, out.shape[2:],
+                          norm=self.followed_by_norm)
+        numel = input.shape[1] * input.shape[2] * input.shape[3]
+        generators = numel + self.mask_generator.macs  # GAP + generator
+        attention = 0
+        if self.attention_generator is not None:
+            generators += self.attention_generator.macs
+            attention = self.heads * numel  # the multiply on the input
+        self.density = mask.detach().flatten(1).mean(1)
+        self.report_cost(
+            dense,
+            mask.flatten(1).mean(1) * (dense + attention) + generators,
+            input.shape[0])
+
+    def extra_repr(self) -> str:
+        return f'{super().extra_repr()}, heads={self.heads}'

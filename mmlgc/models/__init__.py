@@ -2,3 +2,4 @@
 (registered into ``mmlgc.registry.MODELS``)."""
 from .backbones import *  # noqa: F401,F403
 from .heads import *  # noqa: F401,F403
+from .necks import *  # noqa: F401,F403

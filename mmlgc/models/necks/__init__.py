@@ -1,0 +1,3 @@
+from .grouped_fpn import DGCFPN, MSGCFPN
+
+__all__ = ['DGCFPN', 'MSGCFPN']
