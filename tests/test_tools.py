@@ -77,7 +77,7 @@ def test_get_flops_reproduces_msgc_check_numbers(config, check_macs,
     assert report['analyzer']['model_flops'] == pytest.approx(dense, rel=0.03)
 
 
-@pytest.mark.parametrize('method', ['msgc', 'dgc'])
+@pytest.mark.parametrize('method', ['msgc', 'dgc', 'flgc'])
 def test_get_flops_traces_a_two_stage_detector_on_random_input(
         method, run_tool, tmp_path):
     out = tmp_path / 'flops.json'
@@ -89,3 +89,24 @@ def test_get_flops_traces_a_two_stage_detector_on_random_input(
     assert report['input_sizes']['first'] == [96, 128]
     assert report['analyzer']['model_flops'] > \
         report['analyzer']['backbone_flops'] > 0
+
+
+def test_get_flops_counts_flgc_connectivity(run_tool, tmp_path):
+    """FLGC ResNet-50, G = 8 on the 1x1 convs, contiguous groups (exactly
+    1/8 of their connections) at 224²: MACs (MSGC convention, ImageNet head
+    included) and backbone parameters from the actual connectivity."""
+    out = tmp_path / 'flops.json'
+    result = run_tool('tools/analysis/get_flops.py',
+                      'configs/pretrain/flgc_resnet50_8xb32_in1k.py',
+                      '--shape', '224', '--out', str(out), '--cfg-options',
+                      'model.backbone.logit_init=contiguous')
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report['backbone_mmlgc']['dense'] == pytest.approx(4099.70e6,
+                                                              rel=1e-6)
+    assert report['backbone_mmlgc']['dynamic']['mean'] == 2559895040
+    # 23508032 (ResNet-50 without FC) minus 7/8 of the 9359360 weights of
+    # its bottlenecks' 1x1 convs.
+    params = report['backbone_params']
+    assert params['dense'] == 23508032
+    assert params['actual'] == 23508032 - 9359360 * 7 // 8

@@ -28,6 +28,11 @@ active connections, no BN/ReLU/pooling ops, parameters of the active
 connections) on the first input, the whole classifier or the detector's
 backbone: ``--shape 224`` on an ImageNet classifier gives the paper's
 ResNet-50 numbers (4.09 G MACs / 25.55 M params dense).
+
+A backbone with static groups (FLGC, SG-CNN) also gets its parameters
+counted from the actual connectivity (``backbone_params``): every grouped
+conv at ``k²·connections`` (+ bias), without FLGC's training-only assignment
+logits; what its deployed form holds, BN unfolded.
 """
 import argparse
 import json
@@ -43,6 +48,8 @@ from mmengine.runner import load_checkpoint
 
 import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
 from mmlgc.complexity import collect_costs
+from mmlgc.layers import ConnectionMaskedConv2d
+from mmlgc.layers.flgc import GROUP_LOGITS_KEY
 from mmlgc.layers.self_grouping import (reference_complexity,
                                         self_grouped_layers)
 from mmlgc.utils.config import build_model, load_config
@@ -88,6 +95,21 @@ def sgcnn_reference(model, inputs):
         return dict(scope='classifier', **counts)
     return dict(scope='backbone',
                 **reference_complexity(model.backbone, inputs))
+
+
+def connectivity_params(module):
+    """(dense, actual) parameters of ``module`` with its static-group
+    convs dense or at their active connections; None without any."""
+    masked = [m for m in module.modules()
+              if isinstance(m, ConnectionMaskedConv2d)]
+    if not masked:
+        return None
+    dense = sum(p.numel() for name, p in module.named_parameters()
+                if GROUP_LOGITS_KEY not in name)
+    actual = dense - sum(
+        m.weight.numel() - m.layout().connections * m.weight[0, 0].numel()
+        for m in masked)
+    return dict(dense=dense, actual=actual, ratio=actual / dense)
 
 
 def stats(values):
@@ -160,6 +182,9 @@ def main():
         })
     if sgcnn is not None:
         result['sgcnn_reference'] = sgcnn
+    params = connectivity_params(model.backbone)
+    if params is not None:
+        result['backbone_params'] = params
 
     print(f'\n{args.config}: {len(dynamic)} image(s), first input '
           f'{sizes[0][0]}x{sizes[0][1]}')
@@ -185,6 +210,10 @@ def main():
         print(f'SG-CNN reference counter ({sgcnn["scope"]}, first input): '
               f'{sgcnn["macs"] / 1e9:.3f} G MACs, {sgcnn["params"] / 1e6:.3f}'
               ' M params')
+    if params is not None:
+        print(f'backbone parameters, static groups at their connections: '
+              f'{params["actual"] / 1e6:.3f} M of {params["dense"] / 1e6:.3f}'
+              f' M dense ({params["ratio"]:.3f})')
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
