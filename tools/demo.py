@@ -36,7 +36,7 @@ import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-ALL_METHODS = ('msgc', 'dgc', 'sgcnn')
+ALL_METHODS = ('msgc', 'dgc', 'sgcnn', 'flgc')
 ALL_DETECTORS = ('faster_rcnn', 'retinanet')
 DENSE_PRETRAIN = 'configs/pretrain/resnet18_shapes.py'
 
