@@ -77,7 +77,7 @@ def test_get_flops_reproduces_msgc_check_numbers(config, check_macs,
     assert report['analyzer']['model_flops'] == pytest.approx(dense, rel=0.03)
 
 
-@pytest.mark.parametrize('method', ['msgc', 'dgc', 'flgc'])
+@pytest.mark.parametrize('method', ['msgc', 'dgc', 'flgc', 'sgcnn'])
 def test_get_flops_traces_a_two_stage_detector_on_random_input(
         method, run_tool, tmp_path):
     out = tmp_path / 'flops.json'
