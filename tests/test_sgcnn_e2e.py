@@ -35,7 +35,7 @@ def sgcnn_backbone(tmp_path_factory, tiny_shapes, run_tool,
     log = result.stdout + result.stderr
     # The dense checkpoint lacks only the grouping buffers.
     assert 'no self-grouping state for 16 layers' in log  # backbone
-    assert 'no self-grouping state for 1 layers' in log  # FC
+    assert 'no self-grouping state for 1 layer (' in log  # FC
     assert 'stage 3/3 (conv 60%, FC 60%)' in log
     checkpoint = osp.join(work_dir, 'epoch_1.pth')
     state = torch.load(checkpoint, weights_only=False)['state_dict']

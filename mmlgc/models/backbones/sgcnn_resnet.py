@@ -183,7 +183,8 @@ def keep_missing_grouping_state(module, state_dict, prefix, local_metadata,
     layers = {k.rpartition('.')[0] for k in absent}
     print_log(
         f'{type(module).__name__}: the checkpoint has no self-grouping state '
-        f'for {len(layers)} layers ({len(absent)} tensors: masks and '
+        f'for {len(layers)} layer{"s" * (len(layers) != 1)} '
+        f'({len(absent)} tensors: masks and '
         'grouped ratios); they stay dense (expected when starting from a '
         'dense network).',
         logger='current')
