@@ -4,7 +4,9 @@
 Placement:
 
 * Bottleneck (ResNet-50+): the two 1x1 convs (``conv1``, ``conv3``) are
-  FLGC, the 3x3 ``conv2`` stays dense, as in the paper's ResNet-50. With
+  FLGC, the 3x3 ``conv2`` stays dense (the placement ``methods.md`` and
+  issue 6 give: FLGC on the 1x1 convs; the paper's text available here does
+  not say more). With
   ``depthwise=True`` the 3x3 becomes depthwise (``groups=width``): the
   paper's depthwise-separable variant (its "5x faster than ResNet-50 on a
   CPU" model); that conv then no longer has the dense shape, so a dense
