@@ -24,7 +24,7 @@ from mmdet.models.layers import InvertedResidual
 from torch import Tensor, nn
 
 from ...complexity import CostReporter, conv_macs
-from ...layers import FLGCConv2d
+from ...layers import FLGCConv2d, RaggedGroupConv2d
 from ...ops.reference import conv_output_size
 from ...registry import MODELS
 from .flgc_base import FLGCBackboneMixin, fold_through_depthwise
@@ -77,7 +77,7 @@ class FLGCInvertedResidual(CostReporter, InvertedResidual):
     @staticmethod
     def _is_flgc(conv_module) -> bool:
         # FLGC in training form, or its deployed ragged conv.
-        return type(conv_module.conv) is not nn.Conv2d
+        return isinstance(conv_module.conv, (FLGCConv2d, RaggedGroupConv2d))
 
     def fold_group_orders(self):
         if self.with_expand_conv and self._is_flgc(self.expand_conv):
