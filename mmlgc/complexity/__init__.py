@@ -11,9 +11,11 @@ from .cost import (CostRecord, CostReporter, CostSummary, collect_costs,
 
 __all__ = [
     'CostRecord', 'CostReporter', 'CostSummary', 'clear_costs',
-    'collect_costs', 'conv_macs', 'register_op_handles'
+    'collect_costs', 'conv_macs', 'register_op_handles', 'stage_of',
+    'stage_ratios'
 ]
 
 from .analysis import register_op_handles  # noqa: E402
+from .stages import stage_of, stage_ratios  # noqa: E402
 
 register_op_handles()

@@ -33,3 +33,10 @@ def random_batch(cfg: Config, batch_size: int, height: int,
         ]
     return dict(inputs=torch.randn(batch_size, 3, height, width),
                 data_samples=samples)
+
+
+def forward_all(model, data: dict):
+    """The whole model's ``mode='tensor'`` forward on a batch of
+    :func:`test_set_batches` / :func:`random_batch`: backbone, neck and
+    heads all run, so every layer that reports a cost does."""
+    return model(data['inputs'], data.get('data_samples'), mode='tensor')

@@ -17,6 +17,18 @@ Two counts, side by side:
   mean/std/min/max over ``--num-images`` images of the config's test set
   (pipeline and resize as in testing), per layer and in total.
 
+Per module (``modules``: backbone, neck, heads), the whole model runs
+(``mode='tensor'``) so grouped necks report too: the analyzer's count of the
+module (first input) and, for modules with grouped layers, mmlgc's dense,
+static and dynamic (mean/std/min/max) MACs; the neck's and heads' layers are
+listed as ``module.layer``. ``static`` is the mask-independent number a
+method defines (DGC: the conv at its ``keep`` fraction, the reference
+counter's; static groups: their connectivity), else the measured mean
+(MSGC's masks are per image). ``whole_model`` estimates the detector's
+per-image MACs: the analyzer's total with each grouped module's dense MACs
+replaced by its dynamic ones (the conventions differ by the BN/ReLU ops,
+about 1 %).
+
 With ``--shape`` a random input of that size replaces the data set (one
 "image"). For classifiers the ImageNet head (global pool + FC) is added in the
 MSGC convention, so ``--shape 224`` reproduces the paper's check numbers
@@ -42,18 +54,18 @@ from functools import partial
 from itertools import islice
 
 import torch
-from mmengine.analysis import get_model_complexity_info
+from mmengine.analysis import FlopAnalyzer, get_model_complexity_info
 from mmengine.config import DictAction
 from mmengine.runner import load_checkpoint
 
 import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
-from mmlgc.complexity import collect_costs
+from mmlgc.complexity import clear_costs, collect_costs
 from mmlgc.layers import ConnectionMaskedConv2d
 from mmlgc.layers.flgc import GROUP_LOGITS_KEY
 from mmlgc.layers.self_grouping import (reference_complexity,
                                         self_grouped_layers)
 from mmlgc.utils.config import build_model, load_config
-from mmlgc.utils.inputs import random_batch, test_set_batches
+from mmlgc.utils.inputs import forward_all, random_batch, test_set_batches
 
 
 def parse_args():
@@ -112,6 +124,43 @@ def connectivity_params(module):
     return dict(dense=dense, actual=actual, ratio=actual / dense)
 
 
+def module_flops(model, inputs) -> dict:
+    """The analyzer's dense-equivalent count of each top-level module
+    (``model`` with its data samples bound, see :func:`with_samples`)."""
+    analyzer = FlopAnalyzer(model, (inputs, ))
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    counts = analyzer.by_module()
+    return {name: counts[name] for name, _ in model.named_children()
+            if counts.get(name)}
+
+
+def record_module(entries: dict, costs) -> None:
+    """Append one image's records of a module (``{'module': summary}``)."""
+    for module, summary in costs.items():
+        entry = entries.setdefault(module, dict(dense=summary.dense,
+                                                static=[], dynamic=[],
+                                                layers={}))
+        entry['static'].append(summary.expected)
+        entry['dynamic'].append(summary.dynamic.item())
+        for name, record in summary.per_layer.items():
+            layer = entry['layers'].setdefault(
+                name or module, dict(dense=record.dense,
+                                     static=record.expected, dynamic=[]))
+            layer['dynamic'].append(record.dynamic.item())
+
+
+def module_costs(model) -> dict:
+    """``{top-level module: CostSummary}`` of the modules that reported."""
+    found = {}
+    for name, child in model.named_children():
+        try:
+            found[name] = collect_costs(child)
+        except RuntimeError:  # nothing grouped in this module
+            continue
+    return found
+
+
 def stats(values):
     t = torch.tensor(values, dtype=torch.float64)
     return dict(mean=t.mean().item(), std=t.std(unbiased=False).item(),
@@ -136,10 +185,17 @@ def main():
 
     dense, dynamic, layers, sizes, analyzer = None, [], {}, [], None
     sgcnn, grouped = None, any(True for _ in self_grouped_layers(model))
+    modules, per_module_flops = {}, None
+    captured = {}
+    model.backbone.register_forward_hook(
+        lambda module, args, out: captured.update(feats=out))
     with torch.no_grad():
         for data in batches:
             inputs = data['inputs']
-            feats = model.backbone(inputs)
+            clear_costs(model)
+            forward_all(model, data)  # every module reports, heads too
+            feats = captured['feats']
+            record_module(modules, module_costs(model))
             costs = collect_costs(model.backbone)
             head = classifier_head_macs(model, feats[-1])
             dense = costs.dense + head
@@ -153,6 +209,8 @@ def main():
                 analyzer = get_model_complexity_info(
                     with_samples(model, data['data_samples']),
                     inputs=(inputs, ), show_table=False, show_arch=False)
+                per_module_flops = module_flops(model, inputs)
+                del model.forward  # the class's forward again
                 backbone_analyzer = get_model_complexity_info(
                     model.backbone, inputs=(inputs, ), show_table=False,
                     show_arch=False)
@@ -180,6 +238,32 @@ def main():
             name: dict(dense=entry['dense'], dynamic=stats(entry['dynamic']))
             for name, entry in layers.items()
         })
+    result['modules'] = {}
+    whole = dict(dense=analyzer['flops'], dynamic=analyzer['flops'])
+    for name in dict.fromkeys([*per_module_flops, *modules]):
+        entry = dict(analyzer_flops=per_module_flops.get(name))
+        if name in modules:
+            m = modules[name]
+            dyn = stats(m['dynamic'])
+            entry['mmlgc'] = dict(
+                dense=m['dense'], static=stats(m['static'])['mean'],
+                dynamic=dyn, ratio=dyn['mean'] / m['dense'])
+            if entry['analyzer_flops'] is not None:
+                whole['dynamic'] += dyn['mean'] - m['dense']
+        result['modules'][name] = entry
+    whole['ratio'] = whole['dynamic'] / whole['dense']
+    result['whole_model'] = whole
+    result['module_layers'] = {
+        f'{module}.{name}' if name != module else name: dict(
+            dense=layer['dense'], static=layer['static'],
+            dynamic=stats(layer['dynamic']))
+        for module, m in modules.items() if module != 'backbone'
+        for name, layer in m['layers'].items()
+    }
+    for name, entry in result['layers'].items():
+        record = modules['backbone']['layers'].get(
+            'backbone' if name == 'stem' else name)
+        entry['static'] = record['static'] if record else None
     if sgcnn is not None:
         result['sgcnn_reference'] = sgcnn
     params = connectivity_params(model.backbone)
@@ -195,6 +279,30 @@ def main():
         print(f'{name:<24}{entry["dense"] / 1e6:>14.2f}{mean / 1e6:>14.2f}'
               f'{entry["dynamic"]["std"] / 1e6:>10.2f}'
               f'{mean / entry["dense"]:>8.3f}')
+    for name, entry in result['module_layers'].items():
+        mean = entry['dynamic']['mean']
+        print(f'{name:<24}{entry["dense"] / 1e6:>14.2f}{mean / 1e6:>14.2f}'
+              f'{entry["dynamic"]["std"] / 1e6:>10.2f}'
+              f'{mean / entry["dense"]:>8.3f}')
+    print('-' * 70)
+    print(f'{"module (MMACs)":<16}{"analyzer":>11}{"dense":>11}'
+          f'{"static":>11}{"dynamic":>11}{"std":>8}{"min":>10}{"max":>10}'
+          f'{"ratio":>7}')
+    for name, entry in result['modules'].items():
+        flops = entry['analyzer_flops']
+        line = f'{name:<16}' + (f'{flops / 1e6:>11.1f}' if flops is not None
+                                else f'{"-":>11}')
+        m = entry.get('mmlgc')
+        if m:
+            d = m['dynamic']
+            line += (f'{m["dense"] / 1e6:>11.1f}{m["static"] / 1e6:>11.1f}'
+                     f'{d["mean"] / 1e6:>11.1f}{d["std"] / 1e6:>8.1f}'
+                     f'{d["min"] / 1e6:>10.1f}{d["max"] / 1e6:>10.1f}'
+                     f'{m["ratio"]:>7.3f}')
+        print(line)
+    print(f'whole model per image: analyzer {whole["dense"] / 1e9:.3f} G '
+          f'dense-equivalent, {whole["dynamic"] / 1e9:.3f} G with the '
+          f'grouped modules at their mean dynamic MACs ({whole["ratio"]:.3f})')
     print('-' * 70)
     with_head = ', + classifier head' if head else ''
     print(f'backbone (mmlgc, MSGC convention{with_head}'

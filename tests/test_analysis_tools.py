@@ -1,0 +1,103 @@
+"""The analysis tools on tiny data: get_flops' modules, visualize_groups'
+plots, the model converters and publish_model."""
+import json
+import os.path as osp
+
+import pytest
+import torch
+from conftest import data_options
+
+from mmlgc.utils.config import build_model, load_config
+
+
+def _fresh_checkpoint(repo_root, config, path, prepare=None):
+    """A checkpoint of ``config``'s freshly built model (``prepare`` may set
+    masks/schedules first), as mmengine saves them."""
+    cfg = load_config(osp.join(repo_root, config))
+    model_cfg = cfg.model.copy()
+    model_cfg.backbone.pop('init_cfg', None)
+    torch.manual_seed(0)
+    model = build_model(cfg, model_cfg)
+    model.init_weights()
+    if prepare is not None:
+        prepare(model)
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), path)
+    return str(path)
+
+
+def test_get_flops_reports_modules_with_grouped_neck(run_tool, tmp_path):
+    out = tmp_path / 'flops.json'
+    result = run_tool('tools/analysis/get_flops.py',
+                      'configs/msgc_retinanet_r18_msgcfpn_shapes.py',
+                      '--shape', '96', '128', '--out', str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    modules = report['modules']
+    assert {'backbone', 'neck', 'bbox_head'} <= set(modules)
+    assert 'mmlgc' not in modules['bbox_head']  # dense head
+    neck = modules['neck']['mmlgc']
+    layers = {k: v for k, v in report['module_layers'].items()
+              if k.startswith('neck')}
+    assert 'neck.fpn_convs.0.conv' in layers
+    assert sum(v['dense'] for v in layers.values()) == pytest.approx(
+        neck['dense'])
+    assert sum(v['dynamic']['mean'] for v in layers.values()) == \
+        pytest.approx(neck['dynamic']['mean'])
+    # Fresh eval gates (logit 2 >= 0) open every channel: dense plus the
+    # generators and their pooling.
+    assert 1 < neck['ratio'] < 1.02
+    # The analyzer's neck: the same convs dense-equivalent (no norms).
+    assert modules['neck']['analyzer_flops'] == pytest.approx(
+        neck['dense'], rel=0.01)
+    whole = report['whole_model']
+    assert whole['dense'] == report['analyzer']['model_flops']
+    assert whole['dense'] - whole['dynamic'] == pytest.approx(
+        sum(m['mmlgc']['dense'] - m['mmlgc']['dynamic']['mean']
+            for m in modules.values() if 'mmlgc' in m))
+    # Backbone layers carry their static MACs (MSGC: none but measured).
+    assert report['layers']['layer1.0']['static'] is None
+
+
+@pytest.mark.parametrize('config', [
+    'configs/msgc_retinanet_r18_msgcfpn_shapes.py',
+    'configs/dgc_faster_rcnn_r18_dgcfpn_shapes.py',
+    'configs/flgc_retinanet_r18_shapes.py',
+])
+def test_visualize_groups_writes_the_plots(config, run_tool, tiny_shapes,
+                                           repo_root, tmp_path):
+
+    def prune(model):  # DGC: the final k, as after training
+        for module in model.modules():
+            if hasattr(module, 'set_progress'):
+                module.set_progress(1.0)
+
+    ckpt = _fresh_checkpoint(repo_root, config, tmp_path / 'model.pth',
+                             prune)
+    out_dir = tmp_path / 'plots'
+    result = run_tool('tools/analysis/visualize_groups.py', config, ckpt,
+                      '--out-dir', str(out_dir), '--num-images', '4',
+                      '--examples', '3', '--cfg-options',
+                      *data_options(tiny_shapes, 'det'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = {p.name for p in out_dir.iterdir()}
+    assert {'density.png', 'macs_hist.png', 'examples.png',
+            'groups.json'} <= written
+    summary = json.loads((out_dir / 'groups.json').read_text())
+    assert summary['images'] == 4 and len(summary['examples']) == 3
+    density = summary['density']
+    if 'flgc' in config:
+        assert 'topology_backbone_static.png' in written
+        assert all(0 < d <= 1 for d in density.values())
+    else:
+        assert 'topology_backbone.png' in written
+        assert 'topology_neck.png' in written
+        assert any(k.startswith('neck.fpn_convs.') for k in density)
+    if 'dgc' in config:  # top-k keeps exactly keep·C per head
+        assert summary['density_target']
+        for name, target in summary['density_target'].items():
+            assert density[name] == pytest.approx(target, abs=0.02)
+    if 'msgc' in config:
+        assert summary['budget_target'] == 0.5
+    for name in written - {'groups.json'}:
+        with open(out_dir / name, 'rb') as f:
+            assert f.read(8) == b'\x89PNG\r\n\x1a\n'
