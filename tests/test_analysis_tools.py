@@ -101,3 +101,112 @@ def test_visualize_groups_writes_the_plots(config, run_tool, tiny_shapes,
     for name in written - {'groups.json'}:
         with open(out_dir / name, 'rb') as f:
             assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def _converter():
+    import importlib.util
+    path = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                    'tools/model_converters/classifier2mmlgc.py')
+    spec = importlib.util.spec_from_file_location('classifier2mmlgc', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _randomise_bn(model):
+    for m in model.modules():  # non-trivial statistics to carry over
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+
+
+def _assert_loads_as_dense(backbone_cls, converted, dense_forward,
+                           **kwargs):
+    """``converted`` loads into the grouped backbone with only its own
+    tensors missing, every tensor it holds is used, and with every gate
+    open the backbone computes the dense classifier's features."""
+    model = backbone_cls(gate_bias=100.0, **kwargs)
+    own = {k for k in model.state_dict() if 'generator' not in k}
+    assert set(converted) == own
+    model.load_state_dict(converted, strict=True)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = dense_forward(x)
+        torch.testing.assert_close(model.eval()(x)[-1], expected, rtol=1e-4,
+                                   atol=1e-4 * expected.abs().max())
+
+
+def test_converter_torchvision_resnet_and_mobilenet_v2():
+    import torchvision
+
+    from mmlgc.models import MSGCMobileNetV2, MSGCResNet
+    convert = _converter().convert
+    resnet = torchvision.models.resnet18().eval()
+    _randomise_bn(resnet)
+    features = torch.nn.Sequential(*list(resnet.children())[:-2])
+    converted = convert(resnet.state_dict())
+    assert not any(k.startswith('fc.') for k in converted)
+    _assert_loads_as_dense(MSGCResNet, converted, features, depth=18)
+    mobilenet = torchvision.models.mobilenet_v2().eval()
+    _randomise_bn(mobilenet)
+    _assert_loads_as_dense(MSGCMobileNetV2, convert(mobilenet.state_dict()),
+                           mobilenet.features, out_indices=(7, ))
+
+
+def test_converter_mmpretrain_classifiers():
+    from mmpretrain.models.backbones import MobileNetV2, ResNet
+
+    from mmlgc.models import MSGCMobileNetV2, MSGCResNet
+    convert = _converter().convert
+    for dense, grouped, kwargs in (
+            (ResNet(50, out_indices=(3, )), MSGCResNet, dict(depth=50)),
+            (MobileNetV2(), MSGCMobileNetV2, dict(out_indices=(7, )))):
+        dense.eval()
+        _randomise_bn(dense)
+        classifier = {f'backbone.{k}': v
+                      for k, v in dense.state_dict().items()}
+        classifier['head.fc.weight'] = torch.zeros(10, 4)
+        _assert_loads_as_dense(grouped, convert(classifier),
+                               lambda x: dense(x)[-1], **kwargs)
+
+
+def test_converter_and_publish_model_command_lines(run_tool, tmp_path):
+    import hashlib
+
+    import torchvision
+    from mmengine.runner import load_checkpoint
+
+    from mmlgc.models import DGCResNet
+    src = tmp_path / 'resnet18.pth'
+    torch.save(torchvision.models.resnet18().state_dict(), src)
+    dst = tmp_path / 'backbone.pth'
+    result = run_tool('tools/model_converters/classifier2mmlgc.py', str(src),
+                      str(dst))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'torchvision ->' in result.stdout
+    # What init_cfg=Pretrained(prefix='backbone.') does.
+    model = DGCResNet(depth=18, init_cfg=dict(
+        type='Pretrained', checkpoint=str(dst), prefix='backbone.'))
+    model.init_weights()
+    torch.testing.assert_close(
+        model.layer1[0].conv1.weight,
+        torch.load(src)['layer1.0.conv1.weight'])
+
+    # publish_model: optimizer gone, sha256 prefix in the name, loads.
+    ckpt = tmp_path / 'epoch_1.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(epoch=1),
+                    optimizer=dict(state={}), message_hub=dict()), ckpt)
+    result = run_tool('tools/model_converters/publish_model.py', str(ckpt),
+                      str(tmp_path / 'published.pth'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    published = [p for p in tmp_path.iterdir()
+                 if p.name.startswith('published')]
+    assert len(published) == 1  # no temporary file left behind
+    digest = hashlib.sha256(published[0].read_bytes()).hexdigest()
+    assert published[0].name == f'published-{digest[:8]}.pth'
+    content = torch.load(published[0], weights_only=False)
+    assert set(content) == {'state_dict', 'meta'}
+    fresh = DGCResNet(depth=18)
+    load_checkpoint(fresh, str(published[0]), strict=True)
+    torch.testing.assert_close(fresh.layer1[0].conv1.weight,
+                               model.layer1[0].conv1.weight)

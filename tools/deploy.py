@@ -12,9 +12,7 @@ modules), so that
 evaluates the deployed model. Both files are written atomically.
 """
 import argparse
-import os
 import os.path as osp
-import tempfile
 
 import torch
 from mmengine.config import DictAction
@@ -23,6 +21,7 @@ from mmengine.runner import load_checkpoint, save_checkpoint
 import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
 from mmlgc.deploy import deploy_model, mark_deploy_in_config
 from mmlgc.utils.config import build_model, load_config
+from mmlgc.utils.io import atomic_write
 
 
 def parse_args():
@@ -36,20 +35,6 @@ def parse_args():
     return parser.parse_args()
 
 
-def _atomic(path, write):
-    """``write(tmp)`` then rename onto ``path``: never a half-written file."""
-    directory = osp.dirname(osp.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=osp.splitext(path)[1])
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
-
-
 def main():
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options)
@@ -59,10 +44,10 @@ def main():
     out_cfg = mark_deploy_in_config(cfg, names)
     meta = dict(deployed_from=osp.abspath(args.checkpoint),
                 deployed_modules=names)
-    _atomic(args.out, lambda tmp: save_checkpoint(
+    atomic_write(args.out, lambda tmp: save_checkpoint(
         dict(state_dict=model.state_dict(), meta=meta), tmp))
     config_path = osp.splitext(args.out)[0] + '.py'
-    _atomic(config_path, out_cfg.dump)
+    atomic_write(config_path, out_cfg.dump)
     print(f'deployed {", ".join(names)}: {args.out}\nconfig: {config_path}\n'
           f'evaluate: python tools/test.py {config_path} {args.out}')
 
