@@ -210,3 +210,38 @@ def test_converter_and_publish_model_command_lines(run_tool, tmp_path):
     load_checkpoint(fresh, str(published[0]), strict=True)
     torch.testing.assert_close(fresh.layer1[0].conv1.weight,
                                model.layer1[0].conv1.weight)
+
+
+def test_tensorboard_backend_logs_budget_scalars(run_tool, tiny_shapes,
+                                                 repo_root, tmp_path):
+    """A tiny MSGC run with TensorBoard enabled in its config writes
+    ``macs_ratio``, the budget target and the per-stage ratios."""
+    pytest.importorskip('tensorboard')
+    from tensorboard.backend.event_processing.event_accumulator import \
+        EventAccumulator
+    config = tmp_path / 'tb.py'
+    config.write_text(
+        f"_base_ = '{repo_root}/configs/msgc_retinanet_r18_msgcfpn_shapes.py'"
+        "\nvisualizer = dict(vis_backends=[dict(type='LocalVisBackend'), "
+        "dict(type='TensorboardVisBackend')])\n"
+        'default_hooks = dict(logger=dict(interval=1))\n')
+    work_dir = tmp_path / 'work'
+    result = run_tool(
+        'tools/train.py', str(config), '--work-dir', str(work_dir),
+        '--cfg-options', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=2',
+        'model.backbone.init_cfg=None', 'train_dataloader.batch_size=4',
+        'train_dataloader.num_workers=0', *data_options(tiny_shapes, 'det'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    events = list(work_dir.glob('*/vis_data/events.out.tfevents.*'))
+    assert len(events) == 1
+    accumulator = EventAccumulator(str(events[0]))
+    accumulator.Reload()
+    tags = set(accumulator.Tags()['scalars'])
+    assert {'loss', 'loss_budget', 'macs_ratio', 'macs_target',
+            'macs_ratio_layer1', 'macs_ratio_layer4',
+            'macs_ratio_neck'} <= tags
+    ratios = [e.value for e in accumulator.Scalars('macs_ratio')]
+    assert len(ratios) == 4 and all(0 < r < 1.1 for r in ratios)
+    # The target anneals from 1 towards 0.5 over the first half.
+    targets = [e.value for e in accumulator.Scalars('macs_target')]
+    assert targets[0] == 1.0 and targets[-1] < 1.0

@@ -13,7 +13,18 @@ from typing import Callable, Dict, List
 import torch
 from torch import Tensor, nn
 
-from ..complexity import CostReporter, clear_costs, collect_costs
+from ..complexity import (CostReporter, CostSummary, clear_costs,
+                          collect_costs, stage_ratios)
+
+
+def stage_logs(costs: CostSummary) -> Dict[str, Tensor]:
+    """``macs_ratio_<stage>``: each stage's MACs over its dense MACs (the
+    density of its computation; ``layer1``..., ``neck``), for the logs. The
+    stem is dense, so left out."""
+    return {
+        f'macs_ratio_{stage}': ratio
+        for stage, ratio in stage_ratios(costs).items() if stage != 'stem'
+    }
 
 
 def mac_budget_loss(ratio: Tensor, target: float,
@@ -24,8 +35,9 @@ def mac_budget_loss(ratio: Tensor, target: float,
 
 class MACBudget:
     """The budget terms of one model: ``loss_budget`` (λ·max(0, r − τ)),
-    plus ``macs_ratio`` and ``macs_target`` for the logs (not summed into
-    the loss: their keys have no ``loss``).
+    plus ``macs_ratio``, ``macs_target`` and the per-stage ratios
+    (:func:`stage_logs`) for the logs (not summed into the loss: their keys
+    have no ``loss``).
 
     ``r`` is the batch's mean per-sample MACs over dense MACs, both summed
     over the layers that report costs (:mod:`mmlgc.complexity`) at the batch's
@@ -37,16 +49,19 @@ class MACBudget:
         self.loss_weight = loss_weight
 
     def __call__(self, model: nn.Module) -> Dict[str, Tensor]:
-        ratio = collect_costs(model).ratio
+        costs = collect_costs(model)
+        ratio = costs.ratio
         return dict(
             loss_budget=mac_budget_loss(ratio, self.target, self.loss_weight),
             macs_ratio=ratio.detach(),
-            macs_target=ratio.new_tensor(self.target))
+            macs_target=ratio.new_tensor(self.target),
+            **stage_logs(costs))
 
 
 class SaliencyL1:
     """DGC's sparsity term ``loss_saliency = λ · Σ_layers Σ_heads mean(s)``
-    (``λ = 1e-5``), plus ``macs_ratio`` for the logs.
+    (``λ = 1e-5``), plus ``macs_ratio`` and the per-stage ratios
+    (:func:`stage_logs`) for the logs.
 
     Collected from every layer that left a ``saliency_l1`` tensor on its last
     forward (:class:`mmlgc.layers.DGCConv`); a layer counts only if it also
@@ -71,9 +86,10 @@ class SaliencyL1:
         total = terms[0]
         for term in terms[1:]:
             total = total + term.to(total.device)
+        costs = collect_costs(model)
         return dict(
             loss_saliency=self.loss_weight * total,
-            macs_ratio=collect_costs(model).ratio.detach())
+            macs_ratio=costs.ratio.detach(), **stage_logs(costs))
 
 
 def attach_aux_losses(model: nn.Module,

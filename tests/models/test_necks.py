@@ -149,6 +149,15 @@ def test_msgc_neck_in_detector_joins_the_budget(detector, backbone,
     else:
         assert costs.dense == neck_dense
     torch.testing.assert_close(losses['macs_ratio'], costs.ratio.detach())
+    # Per-stage ratios for the logs, the neck's among them.
+    neck_costs = collect_costs(model.neck)
+    torch.testing.assert_close(
+        losses['macs_ratio_neck'],
+        neck_costs.dynamic.detach().mean() / neck_costs.dense)
+    stages = {k for k in losses if k.startswith('macs_ratio_')}
+    assert stages == {'macs_ratio_neck'} | (
+        {f'macs_ratio_layer{i}' for i in range(1, 5)}
+        if backbone == 'grouped' else set())
     total, _ = model.parse_losses(losses)
     total.backward()
     gen = model.neck.fpn_convs[0].conv.mask_generator.layers[-1].bias
