@@ -61,7 +61,7 @@ def test_get_flops_reports_modules_with_grouped_neck(run_tool, tmp_path):
 @pytest.mark.parametrize('config', [
     'configs/msgc_retinanet_r18_msgcfpn_shapes.py',
     'configs/dgc_faster_rcnn_r18_dgcfpn_shapes.py',
-    'configs/flgc_retinanet_r18_shapes.py',
+    'configs/flgc_retinanet_r18_flgcfpn_shapes.py',
 ])
 def test_visualize_groups_writes_the_plots(config, run_tool, tiny_shapes,
                                            repo_root, tmp_path):
@@ -86,7 +86,8 @@ def test_visualize_groups_writes_the_plots(config, run_tool, tiny_shapes,
     assert summary['images'] == 4 and len(summary['examples']) == 3
     density = summary['density']
     if 'flgc' in config:
-        assert 'topology_backbone_static.png' in written
+        assert {'topology_backbone_static.png',
+                'topology_neck_static.png'} <= written
         assert all(0 < d <= 1 for d in density.values())
     else:
         assert 'topology_backbone.png' in written

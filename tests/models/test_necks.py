@@ -1,20 +1,21 @@
-"""Grouped necks (MSGCFPN, DGCFPN): detectors, MACs in the budget, deploy,
-dense FPN checkpoints."""
+"""Grouped necks (MSGCFPN, DGCFPN, FLGCFPN): detectors, MACs in the budget,
+deploy, dense FPN checkpoints."""
 import pytest
 import torch
 from conftest import build_tiny_detector, det_sample
 from mmdet.models.necks import FPN
 
 from mmlgc.complexity import collect_costs, conv_macs
-from mmlgc.layers import DGCConv, SelfGatedMSGCConv2d
+from mmlgc.layers import (DGCConv, FLGCConv2d, RaggedGroupConv2d,
+                          SelfGatedMSGCConv2d)
 from mmlgc.layers.dgc import dgc_layers
-from mmlgc.models import DGCFPN, MSGCFPN
+from mmlgc.models import DGCFPN, FLGCFPN, MSGCFPN
 from mmlgc.models.losses import MACBudget, SaliencyL1, attach_aux_losses
 
 IN_CHANNELS = [16, 32, 64, 128]
 #: RetinaNet's neck layout: P3-P7, P6 from C5 (``on_input``).
 RETINA_NECK = dict(start_level=1, add_extra_convs='on_input', num_outs=5)
-NECKS = {'msgc': MSGCFPN, 'dgc': DGCFPN}
+NECKS = {'msgc': MSGCFPN, 'dgc': DGCFPN, 'flgc': FLGCFPN}
 
 
 def _inputs(batch=2, size=64):
@@ -46,7 +47,7 @@ def _prune(model, progress=1.0):
 @pytest.mark.parametrize('laterals', [False, True])
 def test_convs_replaced_and_outputs_shaped_as_fpn(method, laterals):
     neck = _neck(method, grouped_laterals=laterals)
-    grouped = (SelfGatedMSGCConv2d, DGCConv)
+    grouped = (SelfGatedMSGCConv2d, DGCConv, FLGCConv2d)
     assert all(isinstance(m.conv, grouped) for m in neck.fpn_convs)
     assert all(
         isinstance(m.conv, grouped) == laterals for m in neck.lateral_convs)
@@ -222,6 +223,9 @@ def test_deploy_matches_masked_eval(method, laterals):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * a.abs().max())
     assert not any(
         isinstance(m, torch.nn.BatchNorm2d) for m in neck.modules())
+    if method == 'flgc':  # static groups: ragged group convs on the ops
+        assert all(
+            isinstance(m.conv, RaggedGroupConv2d) for m in neck.fpn_convs)
     with pytest.raises(RuntimeError):
         neck.train()
     # deploy=True builds the structure the deployed state dict has.
@@ -231,3 +235,25 @@ def test_deploy_matches_masked_eval(method, laterals):
     with torch.no_grad():
         for a, b in zip(fresh(inputs), deployed):
             torch.testing.assert_close(a, b)
+
+
+def test_flgc_neck_in_detector_reports_connectivity_macs(tmp_path):
+    model = build_tiny_detector(
+        'retinanet_r50_fpn.py',
+        dict(type='ResNet', depth=18, base_channels=16, norm_eval=True),
+        [16, 32, 64, 128], tmp_path,
+        neck=dict(type='mmlgc.FLGCFPN', num_groups=4,
+                  logit_init='contiguous'))
+    model.train()
+    sample = det_sample()
+    losses = model(torch.randn(2, 3, 64, 64), [sample, sample], mode='loss')
+    # Contiguous start: a standard 4-group conv, a quarter of the MACs.
+    for module in model.neck.fpn_convs:
+        record = module.conv.last_cost
+        torch.testing.assert_close(
+            record.dynamic, torch.full_like(record.dynamic,
+                                            record.dense / 4))
+    total, _ = model.parse_losses(losses)
+    total.backward()
+    logits = model.neck.fpn_convs[0].conv.in_group_logits
+    assert logits.grad is not None and logits.grad.abs().sum() > 0

@@ -14,8 +14,10 @@ writes to ``DIR``:
   masks (``mask<i>`` of a block gates its ``conv<i>``; MobileNetV2's
   ``mask1`` the projection; a neck conv's ``mask`` the conv itself), DGC
   heads (channels kept by the top-k or DGC-G threshold gate). Static layers
-  (SG-CNN, FLGC: anything exposing ``connection_mask()``): filters (y,
-  grouped by identical input sets) by input channels, 0/1.
+  (SG-CNN, FLGC: anything exposing ``connection_mask()``), in
+  ``topology_<module>_static.png``: filters (y, grouped by identical input
+  sets) by input channels (ordered by the first group reading them, so
+  disjoint groups are diagonal blocks), 0/1.
 * ``density.png``: per grouped layer, the mean fraction of (group, input
   channel) pairs read, beside its target where the method has one (DGC's
   ``keep``), and per reporting layer its MACs over dense with the config's
@@ -120,7 +122,8 @@ def _dgc_kept(layer: DGCConv):
 def static_topologies(model: torch.nn.Module) -> OrderedDict:
     """``{layer: [O, C] 0/1}`` of every layer with a static
     ``connection_mask()``, filters sorted so identical input sets (groups)
-    are contiguous."""
+    are contiguous, and input channels by the first filter reading them, so
+    disjoint groups show as diagonal blocks."""
     found = OrderedDict()
     for name, module in model.named_modules():
         if not callable(getattr(module, 'connection_mask', None)):
@@ -130,7 +133,11 @@ def static_topologies(model: torch.nn.Module) -> OrderedDict:
         except NotImplementedError:
             continue
         _, group = torch.unique(mask != 0, dim=0, return_inverse=True)
-        found[name] = mask[group.argsort(stable=True)]
+        mask = mask[group.argsort(stable=True)]
+        read = mask != 0
+        first = torch.where(read.any(0), read.double().argmax(0),
+                            mask.shape[0])
+        found[name] = mask[:, first.argsort(stable=True)]
     return found
 
 
@@ -329,7 +336,7 @@ def main():
                   module}
         plot_topologies(layers, out(f'topology_{module}_static.png'),
                         f'{module}: static connections (filters grouped by '
-                        'input set)', 'filter')
+                        'input set, channels by first reader)', 'filter')
     plot_density(density, recorder.target, layer_ratio, budget,
                  out('density.png'))
     plot_histogram(per_image, dense, budget, out('macs_hist.png'))

@@ -1,3 +1,3 @@
-from .grouped_fpn import DGCFPN, MSGCFPN
+from .grouped_fpn import DGCFPN, FLGCFPN, MSGCFPN
 
-__all__ = ['DGCFPN', 'MSGCFPN']
+__all__ = ['DGCFPN', 'FLGCFPN', 'MSGCFPN']

@@ -1,4 +1,4 @@
-"""FPNs whose convs are learnable grouped convs (MSGC, DGC).
+"""FPNs whose convs are learnable grouped convs (MSGC, DGC, FLGC).
 
 mmdet's ``FPN`` spends most of its MACs in the 3x3 output convs
 (``fpn_convs``: one per level at the level's full resolution, plus the
@@ -7,7 +7,9 @@ sums. :class:`MSGCFPN` and :class:`DGCFPN` keep mmdet's FPN (same
 arguments, same forward, same parameter names) and swap the ``conv`` inside
 each ``fpn_convs[i]`` ``ConvModule`` (and, with ``grouped_laterals``, each
 ``lateral_convs[i]``) for a grouped conv that predicts its masks from its
-own input, i.e. from that pyramid level alone.
+own input, i.e. from that pyramid level alone. :class:`FLGCFPN` is the
+static variant: learnt, image-independent groups (FLGC) that deploy to
+ragged group convs.
 
 What the necks share with the grouped backbones:
 
@@ -31,7 +33,8 @@ from torch import nn
 
 from ...complexity import CostReporter, conv_macs
 from ...deploy import DeployableBackboneMixin
-from ...layers import DGCConv, MSGCConv2d, SelfGatedMSGCConv2d
+from ...layers import DGCConv, FLGCConv2d, MSGCConv2d, SelfGatedMSGCConv2d
+from ...layers.flgc import GROUP_LOGITS_KEY
 from ...registry import MODELS
 
 
@@ -56,9 +59,11 @@ class _GroupedFPNMixin(DeployableBackboneMixin, CostReporter):
         for convs in groups:
             for module in convs:
                 module.conv = make(module.conv)
-                if hasattr(module.conv, 'followed_by_norm'):
-                    module.conv.followed_by_norm = (self.count_norm_ops
-                                                    and module.with_norm)
+                # The MAC convention's op per output when a norm follows.
+                for flag in ('followed_by_norm', 'norm_follows'):
+                    if hasattr(module.conv, flag):
+                        setattr(module.conv, flag, self.count_norm_ops
+                                and module.with_norm)
         self._register_load_state_dict_pre_hook(
             _keep_missing_grouped_state, with_module=True)
         # FPN's default init_cfg (Xavier on layer='Conv2d') matches a module
@@ -246,5 +251,55 @@ class DGCFPN(_GroupedFPNMixin, FPN):
                        pre_activation=pre_activation)
         self._replace_convs(
             lambda conv: DGCConv.from_conv(conv, **options),
+            grouped_laterals)
+        self._setup_deploy(deploy)
+
+
+@MODELS.register_module()
+class FLGCFPN(_GroupedFPNMixin, FPN):
+    """mmdet's ``FPN`` with FLGC output convs (``methods.md`` §4): the static
+    variant of the grouped necks.
+
+    Every ``fpn_convs[i].conv`` (and with ``grouped_laterals`` every
+    ``lateral_convs[i].conv``) becomes a :class:`~mmlgc.layers.FLGCConv2d`:
+    its input channels and filters are split into ``num_groups`` learnt,
+    unequal groups, the same for every image. Deploy
+    (``switch_to_deploy`` / ``deploy=True``) replaces them by
+    :class:`~mmlgc.layers.RaggedGroupConv2d` on ``mmlgc.ops``; MACs are the
+    actual connectivity (the cost records of
+    :class:`~mmlgc.layers.ConnectionMaskedConv2d`).
+    ``mmlgc.FLGCAssignmentHook`` logs these layers' group moves with the
+    backbone's.
+
+    Args:
+        in_channels, out_channels, num_outs, start_level, end_level,
+            add_extra_convs, relu_before_extra_convs, no_norm_on_lateral,
+            conv_cfg, norm_cfg, act_cfg, upsample_cfg, init_cfg: mmdet
+            ``FPN``'s.
+        num_groups, logit_init, init_std: :class:`~mmlgc.layers.
+            FLGCConv2d`'s (8 groups; ``'normal'`` logits as the reference).
+        grouped_laterals: also make the 1x1 lateral convs FLGC.
+        deploy: build the deployed structure (ragged group convs).
+    """
+
+    state_markers = (GROUP_LOGITS_KEY, )
+
+    def __init__(self,
+                 in_channels,
+                 out_channels,
+                 num_outs,
+                 *args,
+                 num_groups: int = 8,
+                 logit_init: str = 'normal',
+                 init_std: float = 0.0,
+                 grouped_laterals: bool = False,
+                 deploy: bool = False,
+                 **kwargs):
+        super().__init__(in_channels, out_channels, num_outs, *args,
+                         **kwargs)
+        options = dict(num_groups=num_groups, logit_init=logit_init,
+                       init_std=init_std)
+        self._replace_convs(
+            lambda conv: FLGCConv2d.from_conv(conv, **options),
             grouped_laterals)
         self._setup_deploy(deploy)
