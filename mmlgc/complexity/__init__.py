@@ -6,12 +6,13 @@ per-sample cost a sparse execution would have paid (:class:`CostReporter`);
 logs, ``tools/analysis/get_flops.py`` and the benchmarks all read that one
 record, so every method is counted the same way.
 """
-from .cost import (CostRecord, CostReporter, CostSummary, collect_costs,
-                   conv_macs, clear_costs)
+from .cost import (CostRecord, CostReporter, CostSummary, ShapeOf,
+                   collect_costs, conv_macs, clear_costs)
 
 __all__ = [
     'CostRecord', 'CostReporter', 'CostSummary', 'clear_costs',
-    'collect_costs', 'conv_macs', 'register_op_handles', 'stage_of',
+    'collect_costs', 'conv_macs', 'register_op_handles', 'ShapeOf',
+    'stage_of',
     'stage_ratios'
 ]
 

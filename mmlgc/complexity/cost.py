@@ -5,8 +5,9 @@ multiply-accumulate, plus one op per output element of a conv that BN (+ReLU)
 follows. Costs are counted at the *actual* input size of the forward, so a
 detector's 800x1216 batch is counted as such.
 """
+import functools
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Optional, Sequence, Union
+from typing import Callable, Dict, Iterable, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -70,14 +71,38 @@ class CostSummary:
             for r in self.per_layer.values())
 
 
+class ShapeOf:
+    """An activation's stand-in in a deferred cost report: its shape,
+    without keeping the tensor alive until the record is read."""
+    __slots__ = ('shape', )
+
+    def __init__(self, tensor: Tensor):
+        self.shape = tensor.shape
+
+
 class CostReporter:
     """Mixin of modules that report a :class:`CostRecord` per forward.
 
-    A reporting module calls :meth:`report_cost` in its forward; records of
+    A reporting module calls :meth:`report_cost` in its forward, or
+    :meth:`defer_cost` when computing the record takes many small ops:
+    it then runs only if someone reads ``last_cost`` (the budget loss,
+    ``get_flops``), so plain inference does not pay for it. Records of
     nested reporters are not merged, so a module reports only its own
     operations (a block reports its convs, not its parent's stem).
     """
-    last_cost: Optional[CostRecord] = None
+    _cost: Union[None, CostRecord, Callable[[], None]] = None
+
+    @property
+    def last_cost(self) -> Optional[CostRecord]:
+        """What the last forward cost (None before any forward)."""
+        if callable(self._cost):
+            report, self._cost = self._cost, None
+            report()
+        return self._cost
+
+    @last_cost.setter
+    def last_cost(self, record: Optional[CostRecord]) -> None:
+        self._cost = record
 
     def report_cost(self, dense: float, dynamic: Union[Tensor, float],
                     batch_size: int, device=None,
@@ -88,6 +113,13 @@ class CostReporter:
         self.last_cost = CostRecord(
             float(dense), dynamic,
             None if expected is None else float(expected))
+
+    def defer_cost(self, report: Callable[..., None], *args) -> None:
+        """Call ``report(*args)`` (which calls :meth:`report_cost`) when
+        ``last_cost`` is first read. Pass activations as :class:`ShapeOf`.
+        Gradients still reach what ``args`` hold (the masks): the budget
+        loss reads the record in the same iteration."""
+        self._cost = functools.partial(report, *args)
 
 
 def _reporters(model: nn.Module) -> Iterable:

@@ -17,7 +17,7 @@ from mmdet.models.backbones.mobilenet_v2 import MobileNetV2
 from mmdet.models.layers import InvertedResidual
 from torch import Tensor, nn
 
-from ...complexity import conv_macs
+from ...complexity import ShapeOf, conv_macs
 from ...layers import MSGCConv2d
 from ...ops.reference import conv_output_size
 from ...registry import MODELS
@@ -68,7 +68,8 @@ class MSGCInvertedResidual(MSGCBlockMixin, InvertedResidual):
             out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
         else:
             out = _inner_forward(x)
-        self._report(x, out, masks, attention, generator_macs)
+        self.defer_cost(self._report, ShapeOf(x), ShapeOf(out), masks,
+                        attention, generator_macs)
         return out
 
     def _report(self, x, out, masks, attention, generator_macs):

@@ -14,7 +14,7 @@ import torch.utils.checkpoint as cp
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from torch import Tensor
 
-from ...complexity import conv_macs
+from ...complexity import ShapeOf, conv_macs
 from ...layers import MSGCConv2d
 from ...ops.reference import conv_output_size
 from ...registry import MODELS
@@ -30,7 +30,6 @@ class _MSGCResBlockMixin(MSGCBlockMixin):
         # MSGC counts the 1x1 downsample's MACs only (no BN op).
         return conv_macs(x.shape[1], out.shape[1], 1, out.shape[2:],
                          norm=False)
-
 
 
 class MSGCBasicBlock(_MSGCResBlockMixin, BasicBlock):
@@ -90,7 +89,8 @@ class MSGCBasicBlock(_MSGCResBlockMixin, BasicBlock):
             out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
         else:
             out = _inner_forward(x)
-        self._report(x, out, masks, attention, generator_macs)
+        self.defer_cost(self._report, ShapeOf(x), ShapeOf(out), masks,
+                        attention, generator_macs)
         return self.relu(out)
 
     def _report(self, x, out, masks, attention, generator_macs):
@@ -167,7 +167,8 @@ class MSGCBottleneck(_MSGCResBlockMixin, Bottleneck):
             out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
         else:
             out = _inner_forward(x)
-        self._report(x, out, masks, attention, generator_macs)
+        self.defer_cost(self._report, ShapeOf(x), ShapeOf(out), masks,
+                        attention, generator_macs)
         return self.relu(out)
 
     def _report(self, x, out, masks, attention, generator_macs):
