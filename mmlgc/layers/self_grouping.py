@@ -195,12 +195,16 @@ class SelfGroupedMixin:
         return 1.0 - float(self.mask.mean())
 
 
-class SelfGroupedConv2d(SelfGroupedMixin, ConnectionMaskedConv2d):
+class SelfGroupedConv2d(SelfGroupedMixin, ConnectionMaskedConv2d, nn.Conv2d):
     """A conv whose connectivity is SG-CNN's: the dense ``weight`` (dense
     name and shape, so dense checkpoints load) times the ``mask`` buffer
     ``[O, C]``, all ones (dense) until :meth:`regroup` groups it. Deploys to
     a :class:`~mmlgc.layers.RaggedGroupConv2d` (one group per distinct input
-    set, i.e. per cluster)."""
+    set, i.e. per cluster).
+
+    ``nn.Conv2d`` is repeated among the direct bases (the MRO is unchanged)
+    because mmengine's initialisers match a module by its class and direct
+    bases' names only (see :class:`~mmlgc.layers.flgc.FLGCConv2d`)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

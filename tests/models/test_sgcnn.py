@@ -172,6 +172,19 @@ def test_grouped_layer_placement_and_dense_checkpoint(monkeypatch):
                self_grouped_layers(model))  # dense until grouped
 
 
+def test_init_weights_reaches_the_grouped_convs():
+    """A from-scratch SGCNNResNet gets mm* ResNets' Kaiming init in its
+    grouped convs too (mmengine matches class and direct base names)."""
+    torch.manual_seed(0)
+    model = _small(18)
+    conv = model.layer3[0].conv1
+    assert isinstance(conv, SelfGroupedConv2d)
+    model.init_weights()
+    fan_out = conv.out_channels * 9  # Kaiming normal, fan_out, ReLU gain
+    assert conv.weight.std().item() == pytest.approx((2 / fan_out)**0.5,
+                                                     rel=0.1)
+
+
 def test_masks_persist_through_state_dict_and_pretrained_init(tmp_path):
     from mmengine.runner import save_checkpoint
     torch.manual_seed(0)
@@ -318,9 +331,13 @@ def test_resnet50_conv60_fc60_check_numbers(step):
     counts = reference_complexity(model, x)
     assert counts['macs'] == pytest.approx(1.91e9, rel=0.01)
     assert counts['params'] == pytest.approx(11.87e6, rel=0.005)
-    # Exactly 60% of the grouped layers' connections: 1.9223 G / 11.914 M.
-    assert counts['macs'] == pytest.approx(1.9223e9, rel=1e-3)
-    assert counts['params'] == pytest.approx(11.9145e6, rel=1e-3)
+    # In one step, exactly 60% of every grouped layer's connections:
+    # 1.9223 G / 11.914 M. Progressively, a re-formed cluster keeps the
+    # intersection of its members' sets, so a layer can overshoot an
+    # intermediate stage and end a little past 60% (depends on the weights).
+    tolerance = 1e-3 if step == 0.6 else 5e-3
+    assert counts['macs'] == pytest.approx(1.9223e9, rel=tolerance)
+    assert counts['params'] == pytest.approx(11.9145e6, rel=tolerance)
     # mmlgc's records (MSGC convention: BN ops per output element, stem
     # pool, no head): 0.471 of the dense backbone's 4097.55 M.
     ratio = collect_costs(model.backbone).ratio.item()
