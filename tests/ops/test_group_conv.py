@@ -68,7 +68,9 @@ def _dynamic_case(seed, device, pointwise=False):
     x, case = _conv_case(rng, gen, device, pointwise)
     n, c = x.shape[:2]
     groups = rng.choice([1, 2, 3, 4, 5, 8])
-    out_channels = groups * rng.randint(1, 4)
+    # Pointwise: up to 12 rows a group, so both CPU paths (direct kernel
+    # below 8 rows, GEMM from 8) run.
+    out_channels = groups * rng.randint(1, 12 if pointwise else 4)
     density = rng.choice([0.0, 0.1, 0.25, 0.5, 0.9, 1.0])
     mask = (torch.rand(n, groups, c, generator=gen) < density).to(x.dtype)
     if rng.random() < 0.2:
@@ -100,7 +102,8 @@ def _ragged_case(seed, device, pointwise=False):
     groups = rng.randint(1, 6)
     # Unequal, possibly empty and overlapping input sets.
     in_sizes = [rng.randint(0, c) for _ in range(groups)]
-    out_sizes = [rng.randint(0, 4) for _ in range(groups)]
+    out_sizes = [rng.randint(0, 12 if pointwise else 4)
+                 for _ in range(groups)]
     if sum(out_sizes) == 0:
         out_sizes[0] = 1
     in_index = torch.cat([
