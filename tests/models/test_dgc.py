@@ -407,9 +407,10 @@ def test_resume_keeps_k_threshold_and_schedule():
 @pytest.mark.parametrize('depth', [18, 50])
 def test_dense_checkpoint_loads_with_only_dgc_keys_missing(
         depth, monkeypatch):
+    from mmlgc.models import dense_checkpoints
     from mmlgc.models.backbones import dgc_resnet
     logged = []
-    monkeypatch.setattr(dgc_resnet, 'print_log',
+    monkeypatch.setattr(dense_checkpoints, 'print_log',
                         lambda msg, **kwargs: logged.append(msg))
     dense = ResNet(depth=depth, base_channels=16)
     model = _small(depth)

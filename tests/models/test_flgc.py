@@ -384,9 +384,9 @@ def test_resnet_folds_conv1_into_conv2():
 ], ids=['r18', 'r50', 'mobilenet_v2'])
 def test_dense_checkpoint_loads_with_only_logits_missing(
         dense_cls, build, monkeypatch):
-    from mmlgc.models.backbones import flgc_base
+    from mmlgc.models import dense_checkpoints
     logged = []
-    monkeypatch.setattr(flgc_base, 'print_log',
+    monkeypatch.setattr(dense_checkpoints, 'print_log',
                         lambda msg, **kwargs: logged.append(msg))
     dense = dense_cls()
     model = build()

@@ -146,9 +146,9 @@ def test_dense_checkpoint_loads_with_only_generators_missing(
         name, monkeypatch):
     from mmdet.models.backbones import MobileNetV2
 
-    from mmlgc.models.backbones import msgc_base
+    from mmlgc.models import dense_checkpoints
     logged = []
-    monkeypatch.setattr(msgc_base, 'print_log',
+    monkeypatch.setattr(dense_checkpoints, 'print_log',
                         lambda msg, **kwargs: logged.append(msg))
     cls, kwargs = SMALL_BACKBONES[name]
     dense = (ResNet if cls is MSGCResNet else MobileNetV2)(**kwargs)

@@ -153,9 +153,9 @@ def test_clusters_share_one_input_set_and_pruned_stays_pruned():
 
 
 def test_grouped_layer_placement_and_dense_checkpoint(monkeypatch):
-    from mmlgc.models.backbones import sgcnn_resnet
+    from mmlgc.models import dense_checkpoints
     logged = []
-    monkeypatch.setattr(sgcnn_resnet, 'print_log',
+    monkeypatch.setattr(dense_checkpoints, 'print_log',
                         lambda msg, **kwargs: logged.append(msg))
     model = _small(50)
     names = [n for n, _ in self_grouped_layers(model)]

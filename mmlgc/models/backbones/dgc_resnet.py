@@ -29,7 +29,6 @@ from typing import Optional
 
 import torch.utils.checkpoint as cp
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
-from mmengine.logging import print_log
 from torch import Tensor, nn
 
 from ...complexity import CostReporter, conv_macs
@@ -37,6 +36,7 @@ from ...deploy import DeployableBackboneMixin
 from ...layers import DGCConv
 from ...ops.reference import conv_output_size
 from ...registry import MODELS
+from ..dense_checkpoints import keep_method_state_on_dense_load
 
 #: Substrings of the state-dict keys only DGC has (absent from a dense
 #: checkpoint).
@@ -216,8 +216,8 @@ class DGCResNet(DeployableBackboneMixin, CostReporter, ResNet):
         super().__init__(depth, **kwargs)
         if self.deep_stem:
             raise NotImplementedError('DGCResNet has the standard stem only')
-        self._register_load_state_dict_pre_hook(
-            _keep_missing_dgc_state, with_module=True)
+        keep_method_state_on_dense_load(self, _is_dgc_state,
+                                        _describe_dgc_state)
         self.deploy = False
         if deploy:
             self.switch_to_deploy()
@@ -246,29 +246,12 @@ class DGCResNet(DeployableBackboneMixin, CostReporter, ResNet):
         return super().forward(x)
 
 
-def _keep_missing_dgc_state(module, state_dict, prefix, local_metadata,
-                            strict, missing_keys, unexpected_keys,
-                            error_msgs):
-    """Loading a dense checkpoint: what only DGC has keeps its
-    initialisation, reported in one line instead of a key list."""
-    own = module.state_dict()
-    is_dgc = [any(marker in k for marker in DGC_KEYS) for k in own]
-    if not any(prefix + k in state_dict
-               for k, dgc in zip(own, is_dgc) if not dgc):
-        return  # not a checkpoint of this backbone: report nothing
-    absent = [
-        k for k, dgc in zip(own, is_dgc)
-        if dgc and prefix + k not in state_dict
-    ]
-    if not absent:
-        return
-    for key in absent:
-        state_dict[prefix + key] = own[key]
+def _is_dgc_state(key: str) -> bool:
+    return any(marker in key for marker in DGC_KEYS)
+
+
+def _describe_dgc_state(absent) -> str:
     convs = {k.split('.pre_norm.')[0] for k in absent if '.pre_norm.' in k}
-    print_log(
-        f'{type(module).__name__}: the checkpoint has no DGC state for '
-        f'{len(convs)} DGC convs ({len(absent)} tensors: pre-activation '
-        'norms, saliency generators, k and threshold buffers); they keep '
-        'their initialisation (expected when starting from a dense '
-        'network).',
-        logger='current')
+    return (f'DGC state for {len(convs)} DGC convs ({len(absent)} tensors: '
+            'pre-activation norms, saliency generators, k and threshold '
+            'buffers)')

@@ -1,13 +1,13 @@
 """What every FLGC backbone shares: dense checkpoints without assignment
 logits, deploy (ragged group convs with the channel orders folded), and the
 fold through a depthwise conv."""
-from mmengine.logging import print_log
 from torch import nn
 
 from ...complexity import CostReporter
 from ...deploy import DeployableBackboneMixin
 from ...layers import FLGCConv2d, RaggedGroupConv2d, fold_output_order
 from ...layers.flgc import GROUP_LOGITS_KEY
+from ..dense_checkpoints import keep_method_state_on_dense_load
 
 
 class FLGCBackboneMixin(DeployableBackboneMixin, CostReporter):
@@ -26,8 +26,10 @@ class FLGCBackboneMixin(DeployableBackboneMixin, CostReporter):
     """
 
     def _setup_flgc(self, deploy: bool) -> None:
-        self._register_load_state_dict_pre_hook(_keep_missing_logits,
-                                                with_module=True)
+        keep_method_state_on_dense_load(
+            self, lambda key: GROUP_LOGITS_KEY in key,
+            lambda absent: 'group assignment logits for '
+            f'{len(absent) // 2} FLGC convs')
         self.deploy = False
         if deploy:
             self.switch_to_deploy()
@@ -54,26 +56,3 @@ def fold_through_depthwise(producer: RaggedGroupConv2d,
         depthwise.bias = nn.Parameter(
             depthwise.bias.detach().index_select(0, order))
     fold_output_order(producer, consumer)
-
-
-def _keep_missing_logits(module, state_dict, prefix, local_metadata, strict,
-                         missing_keys, unexpected_keys, error_msgs):
-    """Loading a dense checkpoint: the assignment logits it cannot have keep
-    their initialisation, reported in one line instead of a key list."""
-    own = module.state_dict()
-    dense_keys = [k for k in own if GROUP_LOGITS_KEY not in k]
-    if not any(prefix + k in state_dict for k in dense_keys):
-        return  # not a checkpoint of this backbone: report nothing
-    absent = [
-        k for k in own
-        if GROUP_LOGITS_KEY in k and prefix + k not in state_dict
-    ]
-    if not absent:
-        return
-    for key in absent:
-        state_dict[prefix + key] = own[key]
-    print_log(
-        f'{type(module).__name__}: the checkpoint has no group assignment '
-        f'logits for {len(absent) // 2} FLGC convs; they keep their '
-        'initialisation (expected when starting from a dense network).',
-        logger='current')

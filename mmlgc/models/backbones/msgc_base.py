@@ -6,14 +6,13 @@ backbone mixes in :class:`MSGCBackboneMixin` next to the mm* backbone.
 """
 from typing import Optional
 
-import torch
 import torch.nn.functional as F
-from mmengine.logging import print_log
 from torch import Tensor, nn
 
 from ...complexity import CostReporter
 from ...deploy import DeployableBackboneMixin
 from ...layers import AttentionGenerator, MaskGenerator, MSGCConv2d
+from ..dense_checkpoints import keep_method_state_on_dense_load
 
 #: Substring of the parameter names of every mask generator (for
 #: ``paramwise_cfg.custom_keys``: the MSGC recipe gives them 5x lr, no decay).
@@ -104,8 +103,8 @@ class MSGCBackboneMixin(DeployableBackboneMixin, CostReporter):
 
     def _setup_msgc(self, gate_bias: float, deploy: bool) -> None:
         self._gate_bias = gate_bias
-        self._register_load_state_dict_pre_hook(
-            _keep_missing_generators, with_module=True)
+        keep_method_state_on_dense_load(self, _is_generator_state,
+                                        _describe_generators)
         self.deploy = False
         if deploy:
             self.switch_to_deploy()
@@ -127,26 +126,11 @@ class MSGCBackboneMixin(DeployableBackboneMixin, CostReporter):
                 nn.init.ones_(module.layers[-1].bias)
 
 
-def _keep_missing_generators(module, state_dict, prefix, local_metadata,
-                             strict, missing_keys, unexpected_keys,
-                             error_msgs):
-    """Loading a dense checkpoint: the generators it cannot have keep their
-    initialisation, reported in one line instead of a key list."""
-    own = module.state_dict()
-    dense_keys = [k for k in own if 'generator' not in k]
-    if not any(prefix + k in state_dict for k in dense_keys):
-        return  # not a checkpoint of this backbone: report nothing
-    absent = [
-        k for k in own if 'generator' in k and prefix + k not in state_dict
-    ]
-    if not absent:
-        return
-    for key in absent:
-        state_dict[prefix + key] = own[key]
+def _is_generator_state(key: str) -> bool:
+    return 'generator' in key
+
+
+def _describe_generators(absent) -> str:
     generators = {k.rsplit('.layers.', 1)[0] for k in absent}
-    print_log(
-        f'{type(module).__name__}: the checkpoint has no weights for '
-        f'{len(generators)} mask/attention generators ({len(absent)} '
-        'tensors); they keep their initialisation (expected when starting '
-        'from a dense network).',
-        logger='current')
+    return (f'weights for {len(generators)} mask/attention generators '
+            f'({len(absent)} tensors)')

@@ -20,8 +20,7 @@ downsample conv, the backbone its stem; see
 reference counter's convention, which the paper's numbers use.
 """
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
-from mmengine.logging import print_log
-from torch import Tensor
+from torch import Tensor, nn
 
 from ...complexity import CostReporter, conv_macs
 from ...deploy import DeployableBackboneMixin
@@ -29,6 +28,7 @@ from ...layers.self_grouping import GROUPING_STATE, SelfGroupedConv2d
 from ...layers.static_groups import fold_output_order
 from ...ops.reference import conv_output_size
 from ...registry import MODELS
+from ..dense_checkpoints import keep_method_state_on_dense_load, plural
 
 
 class _SGCNNBlockMixin(CostReporter):
@@ -135,8 +135,7 @@ class SGCNNResNet(DeployableBackboneMixin, CostReporter, ResNet):
         if self.deep_stem:
             raise NotImplementedError(
                 'SGCNNResNet has the standard stem only')
-        self._register_load_state_dict_pre_hook(keep_missing_grouping_state,
-                                                with_module=True)
+        keep_dense_load_grouping_state(self)
         self.deploy = False
         if deploy:
             self.switch_to_deploy()
@@ -162,29 +161,11 @@ class SGCNNResNet(DeployableBackboneMixin, CostReporter, ResNet):
                     fold_output_order(producer, consumer)
 
 
-def keep_missing_grouping_state(module, state_dict, prefix, local_metadata,
-                                strict, missing_keys, unexpected_keys,
-                                error_msgs):
-    """Loading a dense checkpoint: the grouping buffers it cannot have keep
-    their dense initialisation, reported in one line instead of a key list.
-    (A load_state_dict pre-hook of a backbone or head.)"""
-    own = module.state_dict()
-
-    def is_state(key):
-        return key.rpartition('.')[2] in GROUPING_STATE
-
-    if not any(prefix + k in state_dict for k in own if not is_state(k)):
-        return  # not a checkpoint of this module: report nothing
-    absent = [k for k in own if is_state(k) and prefix + k not in state_dict]
-    if not absent:
-        return
-    for key in absent:
-        state_dict[prefix + key] = own[key]
-    layers = {k.rpartition('.')[0] for k in absent}
-    print_log(
-        f'{type(module).__name__}: the checkpoint has no self-grouping state '
-        f'for {len(layers)} layer{"s" * (len(layers) != 1)} '
-        f'({len(absent)} tensors: masks and '
-        'grouped ratios); they stay dense (expected when starting from a '
-        'dense network).',
-        logger='current')
+def keep_dense_load_grouping_state(module: nn.Module) -> None:
+    """A dense checkpoint loads into ``module`` (a backbone or head); its
+    self-grouped layers stay dense, said in one log line."""
+    keep_method_state_on_dense_load(
+        module, lambda key: key.rpartition('.')[2] in GROUPING_STATE,
+        lambda absent: 'self-grouping state for ' + plural(
+            len({k.rpartition('.')[0] for k in absent}), 'layer') +
+        f' ({len(absent)} tensors: masks and grouped ratios)')

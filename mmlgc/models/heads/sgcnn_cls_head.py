@@ -4,7 +4,7 @@ from mmpretrain.models.heads import LinearClsHead
 
 from ...layers.self_grouping import SelfGroupedLinear
 from ...registry import MODELS
-from ..backbones.sgcnn_resnet import keep_missing_grouping_state
+from ..backbones.sgcnn_resnet import keep_dense_load_grouping_state
 
 
 @MODELS.register_module()
@@ -20,5 +20,4 @@ class SelfGroupedLinearClsHead(LinearClsHead):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fc = SelfGroupedLinear.from_linear(self.fc)
-        self._register_load_state_dict_pre_hook(keep_missing_grouping_state,
-                                                with_module=True)
+        keep_dense_load_grouping_state(self)

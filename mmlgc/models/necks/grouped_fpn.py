@@ -28,7 +28,6 @@ What the necks share with the grouped backbones:
 from typing import Callable, Sequence
 
 from mmdet.models.necks import FPN
-from mmengine.logging import print_log
 from torch import nn
 
 from ...complexity import CostReporter, conv_macs
@@ -36,6 +35,7 @@ from ...deploy import DeployableBackboneMixin
 from ...layers import DGCConv, FLGCConv2d, MSGCConv2d, SelfGatedMSGCConv2d
 from ...layers.flgc import GROUP_LOGITS_KEY
 from ...registry import MODELS
+from ..dense_checkpoints import keep_method_state_on_dense_load
 
 
 class _GroupedFPNMixin(DeployableBackboneMixin, CostReporter):
@@ -64,8 +64,11 @@ class _GroupedFPNMixin(DeployableBackboneMixin, CostReporter):
                     if hasattr(module.conv, flag):
                         setattr(module.conv, flag, self.count_norm_ops
                                 and module.with_norm)
-        self._register_load_state_dict_pre_hook(
-            _keep_missing_grouped_state, with_module=True)
+        markers = self.state_markers
+        keep_method_state_on_dense_load(
+            self, lambda key: any(marker in key for marker in markers),
+            lambda absent: f'{len(absent)} tensors of the grouped convs '
+            f'({", ".join(markers)})')
         # FPN's default init_cfg (Xavier on layer='Conv2d') matches a module
         # by its class or direct bases' names, which misses the MSGC convs
         # (a Conv2d two levels up): name them too, so the grouped convs start
@@ -94,33 +97,6 @@ class _GroupedFPNMixin(DeployableBackboneMixin, CostReporter):
             self.report_cost(macs, macs, inputs[0].shape[0],
                              inputs[0].device)
         return super().forward(inputs)
-
-
-def _keep_missing_grouped_state(module, state_dict, prefix, local_metadata,
-                                strict, missing_keys, unexpected_keys,
-                                error_msgs):
-    """Loading a dense FPN checkpoint: the grouped convs' own tensors keep
-    their initialisation, reported in one line instead of a key list."""
-    own = module.state_dict()
-    markers = module.state_markers
-    grouped = [any(marker in k for marker in markers) for k in own]
-    if not any(prefix + k in state_dict
-               for k, is_grouped in zip(own, grouped) if not is_grouped):
-        return  # not a checkpoint of this neck: report nothing
-    absent = [
-        k for k, is_grouped in zip(own, grouped)
-        if is_grouped and prefix + k not in state_dict
-    ]
-    if not absent:
-        return
-    for key in absent:
-        state_dict[prefix + key] = own[key]
-    print_log(
-        f'{type(module).__name__}: the checkpoint has no weights for '
-        f'{len(absent)} tensors of the grouped convs ({", ".join(markers)})'
-        '; they keep their initialisation (expected when starting from a '
-        'dense FPN).',
-        logger='current')
 
 
 @MODELS.register_module()
