@@ -19,9 +19,7 @@ the same config (``load_from``, or ``init_cfg=Pretrained`` with prefix
 counter's MACs/params at that input size (224: the paper's convention).
 """
 import argparse
-import os
 import os.path as osp
-import tempfile
 
 import torch
 from mmengine.config import DictAction
@@ -33,6 +31,7 @@ from mmlgc.engine import SelfGroupingHook
 from mmlgc.layers.self_grouping import (pruned_fractions, reference_complexity,
                                         self_grouped_layers)
 from mmlgc.utils.config import build_model, load_config
+from mmlgc.utils.io import atomic_write
 
 
 def parse_args():
@@ -78,20 +77,6 @@ def load_weights(model, path):
             'checkpoint, with the same key prefixes).')
 
 
-def _atomic(path, write):
-    """``write(tmp)`` then rename onto ``path``: never a half-written file."""
-    directory = osp.dirname(osp.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=osp.splitext(path)[1])
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
-
-
 def main():
     args = parse_args()
     for path in (args.config, args.checkpoint):
@@ -120,7 +105,7 @@ def main():
         grouped_from=osp.abspath(args.checkpoint), conv_ratio=args.ratio,
         fc_ratio=fc_ratio, groups=args.groups, stages=hook.stages,
         seed=args.seed, pruned=pruned))
-    _atomic(args.out, lambda tmp: save_checkpoint(
+    atomic_write(args.out, lambda tmp: save_checkpoint(
         dict(state_dict=model.state_dict(), meta=meta), tmp))
     print(f'grouped {len(layers)} layers in {len(hook.stages)} step(s): ' +
           ', '.join(f'{k} {v:.1%} pruned' for k, v in pruned.items()) +

@@ -70,7 +70,7 @@ def resnet50_shapes(height, width, kinds):
                                               (512, 3)], 1):
         for block in range(blocks):
             stride = 2 if stage > 1 and block == 0 else 1
-            out_size = ((size[0] - 1) // stride + 1, (size[1] - 1) // stride + 1)
+            out_size = tuple((s - 1) // stride + 1 for s in size)
             prefix = f'layer{stage}.{block}'
             add(f'{prefix}.conv1', '1x1', in_channels, width_, size, 1)
             add(f'{prefix}.conv2', '3x3', width_, width_, size, stride)
@@ -87,7 +87,8 @@ def exact_density_masks(batch, groups, channels, density, generator):
     mask = torch.zeros(batch, groups, channels)
     for n in range(batch):
         for g in range(groups):
-            mask[n, g, torch.randperm(channels, generator=generator)[:keep]] = 1
+            kept = torch.randperm(channels, generator=generator)[:keep]
+            mask[n, g, kept] = 1
     return mask
 
 
