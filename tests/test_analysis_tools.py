@@ -246,3 +246,29 @@ def test_tensorboard_backend_logs_budget_scalars(run_tool, tiny_shapes,
     # The target anneals from 1 towards 0.5 over the first half.
     targets = [e.value for e in accumulator.Scalars('macs_target')]
     assert targets[0] == 1.0 and targets[-1] < 1.0
+
+
+def test_benchmark_model_times_a_grouped_neck_against_mmdet_fpn(
+        run_tool, tmp_path):
+    """A grouped-neck config: the dense counterpart has mmdet's FPN (not
+    the grouped neck), and the neck gets its own scope."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_model', 'tools/analysis/benchmark_model.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    config = 'configs/msgc_faster_rcnn_r18_msgcfpn_shapes.py'
+    model, dense, _ = tool.build_from_config(config, None)
+    assert type(model.neck).__name__ == 'MSGCFPN'
+    assert type(dense.neck).__name__ == 'FPN'
+    assert dense.neck.state_dict().keys() <= model.neck.state_dict().keys()
+
+    out = str(tmp_path / 'bench.json')
+    result = run_tool('tools/analysis/benchmark_model.py', '--config', config,
+                      '--sizes', '64', '--rounds', '1', '--out', out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(out) as f:
+        rows = json.load(f)['results']
+    assert [r['scope'] for r in rows] == ['backbone', 'neck', 'detector']
+    for row in rows:
+        assert set(row['ms']) == {'dense', 'masked', 'deployed'}

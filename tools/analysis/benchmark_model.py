@@ -1,6 +1,6 @@
-"""CPU latency of a grouped backbone (and its whole detector): dense vs
-masked (the reference's execution) vs deployed (mmlgc's ops), ratios from
-one run, next to the measured MACs.
+"""CPU latency of a grouped backbone (and its grouped neck and whole
+detector): dense vs masked (the reference's execution) vs deployed (mmlgc's
+ops), ratios from one run, next to the backbone's measured MACs.
 
     # an MSGC backbone, masks calibrated to a MAC budget (no training needed)
     python tools/analysis/benchmark_model.py --backbone resnet50 --target 0.46
@@ -36,7 +36,10 @@ The dense counterpart is the mm* backbone of the same architecture with the
 grouped model's conv weights. For MSGC it computes what the MSGC model
 computes with every gate open; a DGC model (pre-activation norms, gates) is
 a different function, so its whole-detector figure includes heads that see
-other proposals: compare DGC on the backbone scope.
+other proposals: compare DGC on the backbone scope. A grouped neck
+(``MSGCFPN``, ``DGCFPN``, ``FLGCFPN``) has mmdet's ``FPN`` with its
+arguments as dense counterpart, and a ``neck`` scope: each form's neck on
+the same (dense) backbone features.
 
 Timing: median over ``--rounds`` rounds; in each round the forms run in a
 rotating order, each timed on the second of two back-to-back calls (its own
@@ -45,6 +48,7 @@ ratios within one run only. Results: a table and ``--out`` (JSON).
 """
 import argparse
 import copy
+import inspect
 import json
 import os
 import os.path as osp
@@ -54,10 +58,12 @@ import time
 import torch
 from mmcv.cnn import fuse_conv_bn
 from mmengine.config import DictAction
+from mmdet.models.necks import FPN
 from mmengine.runner import load_checkpoint
 
 import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
 from mmlgc.complexity import collect_costs
+from mmlgc.deploy import DeployableBackboneMixin, deploy_model
 from mmlgc.layers import FLGCConv2d, MaskGenerator
 from mmlgc.layers.dgc import dgc_layers
 from mmlgc.layers.self_grouping import (SelfGroupedConv2d, group_model,
@@ -145,14 +151,33 @@ def dense_backbone_cfg(cfg):
     return cfg
 
 
+def is_grouped_neck(cfg):
+    return isinstance(cfg, dict) and cfg.get('type', '').split('.')[-1] in (
+        'MSGCFPN', 'DGCFPN', 'FLGCFPN')
+
+
+def dense_neck_cfg(cfg):
+    """mmdet's ``FPN`` with a grouped FPN's own arguments (the grouped
+    necks take FPN's arguments plus their method's)."""
+    fpn_args = inspect.signature(FPN.__init__).parameters
+    return {
+        'type': 'FPN',
+        **{k: v
+           for k, v in cfg.items() if k in fpn_args and k != 'init_cfg'}
+    }
+
+
 def build_from_config(path, checkpoint, cfg_options=None):
-    """(MSGC model, dense model, cfg) from an mmlgc config: the same config
-    with the backbone swapped for its dense counterpart."""
+    """(grouped model, dense model, cfg) from an mmlgc config: the same
+    config with the backbone (and a grouped neck) swapped for its dense
+    counterpart."""
     cfg = load_config(path, cfg_options)
     model_cfg = cfg.model.copy()
     model_cfg.backbone.pop('init_cfg', None)
     dense_cfg = copy.deepcopy(model_cfg)
     dense_cfg.backbone = dense_backbone_cfg(model_cfg.backbone)
+    if 'neck' in model_cfg and is_grouped_neck(model_cfg.neck):
+        dense_cfg.neck = dense_neck_cfg(model_cfg.neck)
     model, dense = build_model(cfg, model_cfg), build_model(cfg, dense_cfg)
     if checkpoint:
         load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
@@ -269,9 +294,9 @@ def three_forms(model, dense):
     for m in (dense, masked, deployed):
         m.eval()
     dense = fuse_conv_bn(dense)
-    backbone = masked.backbone if hasattr(masked, 'backbone') else masked
-    backbone.sparse_eval(False)
-    from mmlgc.deploy import deploy_model
+    for module in masked.modules():  # the backbone, a grouped neck
+        if isinstance(module, DeployableBackboneMixin):
+            module.sparse_eval(False)
     deploy_model(deployed)
     return dict(dense=dense, masked=masked, deployed=deployed)
 
@@ -280,6 +305,11 @@ def backbone_call(model):
     backbone = getattr(model, 'backbone', model)
     return lambda inputs: backbone(
         inputs['inputs'] if isinstance(inputs, dict) else inputs)
+
+
+def neck_call(model, features):
+    """The neck alone, on fixed backbone features."""
+    return lambda inputs: model.neck(features)
 
 
 def detector_call(model):
@@ -351,6 +381,11 @@ def main():
                                              args.seed)
         forms = three_forms(model, dense)
         scopes = {'backbone': {k: backbone_call(v) for k, v in forms.items()}}
+        if isinstance(getattr(model, 'neck', None), DeployableBackboneMixin):
+            with torch.no_grad():
+                features = forms['dense'].backbone(x)
+            scopes['neck'] = {
+                k: neck_call(v, features) for k, v in forms.items()}
         if isinstance(inputs, dict) and not args.no_detector:
             scopes['detector'] = {
                 k: detector_call(v) for k, v in forms.items()}
