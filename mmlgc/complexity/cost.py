@@ -28,6 +28,16 @@ def conv_macs(in_channels: int,
     return macs + (out_channels * spatial if norm else 0)
 
 
+def downsample_macs(downsample: Optional[nn.Module], in_shape: Sequence[int],
+                    out_shape: Sequence[int]) -> int:
+    """MACs of a ResNet block's projection shortcut over one sample, in the
+    MSGC convention: the 1x1 conv's only (its BN is not counted); 0 for a
+    block without one."""
+    if downsample is None:
+        return 0
+    return conv_macs(in_shape[1], out_shape[1], 1, out_shape[2:], norm=False)
+
+
 @dataclass
 class CostRecord:
     """What one layer cost on its last forward.

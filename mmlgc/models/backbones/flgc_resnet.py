@@ -36,7 +36,7 @@ from mmcv.cnn import build_conv_layer
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from torch import Tensor
 
-from ...complexity import CostReporter, conv_macs
+from ...complexity import CostReporter, conv_macs, downsample_macs
 from ...layers import FLGCConv2d, fold_output_order
 from ...ops.reference import conv_output_size
 from ...registry import MODELS
@@ -56,13 +56,6 @@ class _FLGCBlockMixin(CostReporter):
         for name in names:
             setattr(self, name,
                     FLGCConv2d.from_conv(getattr(self, name), **flgc_kwargs))
-
-    def _downsample_macs(self, x: Tensor, out: Tensor) -> int:
-        if self.downsample is None:
-            return 0
-        # MSGC's convention: the 1x1 projection's MACs only (no BN op).
-        return conv_macs(x.shape[1], out.shape[1], 1, out.shape[2:],
-                         norm=False)
 
 
 class FLGCBasicBlock(_FLGCBlockMixin, BasicBlock):
@@ -95,7 +88,7 @@ class FLGCBasicBlock(_FLGCBlockMixin, BasicBlock):
     def forward(self, x: Tensor) -> Tensor:
         out = super().forward(x)
         if self.downsample is not None:  # the FLGC convs report themselves
-            macs = self._downsample_macs(x, out)
+            macs = downsample_macs(self.downsample, x.shape, out.shape)
             self.report_cost(macs, macs, x.shape[0], x.device)
         return out
 
@@ -151,7 +144,7 @@ class FLGCBottleneck(_FLGCBlockMixin, Bottleneck):
         full = conv_macs(width, width, 3, size2)
         actual = conv_macs(width, width, 3, size2,
                            groups=width) if self.depthwise else full
-        downsample = self._downsample_macs(x, out)
+        downsample = downsample_macs(self.downsample, x.shape, out.shape)
         self.report_cost(full + downsample, actual + downsample, x.shape[0],
                          x.device)
         return out

@@ -14,7 +14,7 @@ import torch.utils.checkpoint as cp
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from torch import Tensor
 
-from ...complexity import ShapeOf, conv_macs
+from ...complexity import ShapeOf, conv_macs, downsample_macs
 from ...layers import MSGCConv2d
 from ...ops.reference import conv_output_size
 from ...registry import MODELS
@@ -22,17 +22,7 @@ from .msgc_base import (MSGCBackboneMixin, MSGCBlockMixin, density,
                         unread_fraction)
 
 
-class _MSGCResBlockMixin(MSGCBlockMixin):
-
-    def _downsample_macs(self, x: Tensor, out: Tensor) -> int:
-        if self.downsample is None:
-            return 0
-        # MSGC counts the 1x1 downsample's MACs only (no BN op).
-        return conv_macs(x.shape[1], out.shape[1], 1, out.shape[2:],
-                         norm=False)
-
-
-class MSGCBasicBlock(_MSGCResBlockMixin, BasicBlock):
+class MSGCBasicBlock(MSGCBlockMixin, BasicBlock):
     """BasicBlock: conv1 masked per input channel, conv2 G-head dynamic.
 
     With ``attention``, both convs get an attention generator, as in the
@@ -104,13 +94,13 @@ class MSGCBasicBlock(_MSGCResBlockMixin, BasicBlock):
         cost2 = density(masks[2]) * (dense2 + att2)
         # conv1 outputs no head of conv2 reads are never computed.
         bonus = unread_fraction(masks[2].detach()) * cost1.detach()
-        downsample = self._downsample_macs(x, out)
+        downsample = downsample_macs(self.downsample, x.shape, out.shape)
         self.report_cost(dense1 + dense2 + downsample,
                          cost1 + cost2 - bonus + generator_macs + downsample,
                          x.shape[0])
 
 
-class MSGCBottleneck(_MSGCResBlockMixin, Bottleneck):
+class MSGCBottleneck(MSGCBlockMixin, Bottleneck):
     """Bottleneck: conv1 and conv3 masked per input channel, the 3x3 conv2
     G-head dynamic; attention (optional) on conv2 only, as in the reference.
     """
@@ -192,7 +182,7 @@ class MSGCBottleneck(_MSGCResBlockMixin, Bottleneck):
         bonus3 = sum(
             mask2[:, g].mean(1) * head_cost * part.mean(1)
             for g, part in enumerate(unread3.chunk(self.heads, dim=1)))
-        downsample = self._downsample_macs(x, out)
+        downsample = downsample_macs(self.downsample, x.shape, out.shape)
         self.report_cost(
             dense1 + dense2 + dense3 + downsample,
             cost1 + cost2 + cost3 - bonus2 - bonus3 + generator_macs +

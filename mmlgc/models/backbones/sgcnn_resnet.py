@@ -22,7 +22,7 @@ reference counter's convention, which the paper's numbers use.
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from torch import Tensor, nn
 
-from ...complexity import CostReporter, conv_macs
+from ...complexity import CostReporter, conv_macs, downsample_macs
 from ...deploy import DeployableBackboneMixin
 from ...layers.self_grouping import GROUPING_STATE, SelfGroupedConv2d
 from ...layers.static_groups import fold_output_order
@@ -68,9 +68,7 @@ class _SGCNNBlockMixin(CostReporter):
     def forward(self, x: Tensor) -> Tensor:
         out = super().forward(x)
         if self.downsample is not None:
-            # MSGC's convention: the downsample 1x1's MACs only.
-            macs = conv_macs(x.shape[1], out.shape[1], 1, out.shape[2:],
-                             norm=False)
+            macs = downsample_macs(self.downsample, x.shape, out.shape)
             self.report_cost(macs, macs, x.shape[0], x.device)
         return out
 
