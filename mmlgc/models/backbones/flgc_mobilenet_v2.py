@@ -21,14 +21,15 @@ from typing import Sequence
 
 from mmdet.models.backbones.mobilenet_v2 import MobileNetV2
 from mmdet.models.layers import InvertedResidual
-from torch import Tensor, nn
+from torch import Tensor
 
 from ...complexity import CostReporter, conv_macs
 from ...layers import FLGCConv2d, RaggedGroupConv2d
 from ...ops.reference import conv_output_size
 from ...registry import MODELS
 from .flgc_base import FLGCBackboneMixin, fold_through_depthwise
-from .msgc_mobilenet_v2 import _convert_torchvision_keys
+from .msgc_mobilenet_v2 import (InvertedResidualLayers,
+                                _convert_torchvision_keys)
 
 FLGC_CONVS = ('expand', 'project')
 
@@ -87,7 +88,7 @@ class FLGCInvertedResidual(CostReporter, InvertedResidual):
 
 
 @MODELS.register_module()
-class FLGCMobileNetV2(FLGCBackboneMixin, MobileNetV2):
+class FLGCMobileNetV2(InvertedResidualLayers, FLGCBackboneMixin, MobileNetV2):
     """MobileNetV2 with FLGC 1x1 convs; mmdet MobileNetV2's arguments
     (``widen_factor``, ``out_indices``, ``frozen_stages``, ``norm_cfg``,
     ``act_cfg``, ``norm_eval``, ``with_cp``, ``init_cfg``) and outputs
@@ -102,6 +103,8 @@ class FLGCMobileNetV2(FLGCBackboneMixin, MobileNetV2):
         deploy: build the deployed structure, so ``tools/deploy.py``
             output loads.
     """
+
+    block_type = FLGCInvertedResidual
 
     def __init__(self,
                  num_groups: int = 8,
@@ -124,24 +127,6 @@ class FLGCMobileNetV2(FLGCBackboneMixin, MobileNetV2):
         self._register_load_state_dict_pre_hook(
             _convert_torchvision_keys, with_module=True)
         self._setup_flgc(deploy)
-
-    def make_layer(self, out_channels, num_blocks, stride, expand_ratio):
-        layers = []
-        for i in range(num_blocks):
-            layers.append(
-                FLGCInvertedResidual(
-                    self.in_channels,
-                    out_channels,
-                    mid_channels=int(round(self.in_channels * expand_ratio)),
-                    stride=stride if i == 0 else 1,
-                    with_expand_conv=expand_ratio != 1,
-                    conv_cfg=self.conv_cfg,
-                    norm_cfg=self.norm_cfg,
-                    act_cfg=self.act_cfg,
-                    with_cp=self.with_cp,
-                    **self._block_kwargs))
-            self.in_channels = out_channels
-        return nn.Sequential(*layers)
 
     def fold_group_orders(self):
         for module in self.modules():

@@ -141,8 +141,33 @@ def _convert_torchvision_keys(module, state_dict, prefix, *args):
         state_dict.update(converted)
 
 
+class InvertedResidualLayers:
+    """mmdet ``MobileNetV2.make_layer`` building the method's block
+    (``block_type``) with the backbone's ``_block_kwargs``."""
+
+    block_type: type
+
+    def make_layer(self, out_channels, num_blocks, stride, expand_ratio):
+        layers = []
+        for i in range(num_blocks):
+            layers.append(
+                self.block_type(
+                    self.in_channels,
+                    out_channels,
+                    mid_channels=int(round(self.in_channels * expand_ratio)),
+                    stride=stride if i == 0 else 1,
+                    with_expand_conv=expand_ratio != 1,
+                    conv_cfg=self.conv_cfg,
+                    norm_cfg=self.norm_cfg,
+                    act_cfg=self.act_cfg,
+                    with_cp=self.with_cp,
+                    **self._block_kwargs))
+            self.in_channels = out_channels
+        return nn.Sequential(*layers)
+
+
 @MODELS.register_module()
-class MSGCMobileNetV2(MSGCBackboneMixin, MobileNetV2):
+class MSGCMobileNetV2(InvertedResidualLayers, MSGCBackboneMixin, MobileNetV2):
     """MobileNetV2 with MSGC projections; mmdet MobileNetV2's arguments
     (``widen_factor``, ``out_indices``, ``frozen_stages``, ``norm_cfg``,
     ``act_cfg``, ``norm_eval``, ``with_cp``, ``init_cfg``) and outputs.
@@ -156,6 +181,8 @@ class MSGCMobileNetV2(MSGCBackboneMixin, MobileNetV2):
         gate_bias, tau, generator_norm_cfg, deploy: as in
             :class:`MSGCResNet`.
     """
+
+    block_type = MSGCInvertedResidual
 
     def __init__(self,
                  heads: int = 4,
@@ -180,24 +207,6 @@ class MSGCMobileNetV2(MSGCBackboneMixin, MobileNetV2):
         self._register_load_state_dict_pre_hook(
             _convert_torchvision_keys, with_module=True)
         self._setup_msgc(gate_bias, deploy)
-
-    def make_layer(self, out_channels, num_blocks, stride, expand_ratio):
-        layers = []
-        for i in range(num_blocks):
-            layers.append(
-                MSGCInvertedResidual(
-                    self.in_channels,
-                    out_channels,
-                    mid_channels=int(round(self.in_channels * expand_ratio)),
-                    stride=stride if i == 0 else 1,
-                    with_expand_conv=expand_ratio != 1,
-                    conv_cfg=self.conv_cfg,
-                    norm_cfg=self.norm_cfg,
-                    act_cfg=self.act_cfg,
-                    with_cp=self.with_cp,
-                    **self._block_kwargs))
-            self.in_channels = out_channels
-        return nn.Sequential(*layers)
 
     def forward(self, x: Tensor):
         # Stem conv and the last 1x1 conv (which runs whatever out_indices
