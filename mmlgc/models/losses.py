@@ -11,6 +11,7 @@ terms join the same backward), and keeps the checkpoint keys standard
 from typing import Callable, Dict, List
 
 import torch
+from mmengine.dist import all_reduce
 from torch import Tensor, nn
 
 from ..complexity import (CostReporter, CostSummary, clear_costs,
@@ -24,6 +25,35 @@ def stage_logs(costs: CostSummary) -> Dict[str, Tensor]:
     return {
         f'macs_ratio_{stage}': ratio
         for stage, ratio in stage_ratios(costs).items() if stage != 'stem'
+    }
+
+
+def rank_mean(values: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """Each value's mean over all ranks, with the gradient of the local
+    value: ``v + (mean_ranks(v) − v).detach()``.
+
+    Why: a MAC ratio ``r`` (batch MACs / dense MACs) is a property of the
+    whole batch, and a hinge ``λ·max(0, r − τ)`` on each rank's local ``r``
+    would switch on and off per rank and log rank 0's share only. With the
+    global value the hinge is active on every rank or none, and its gradient
+    on rank ``i`` is ``λ·[r_global > τ]·∂r_i``; DDP averages gradients over
+    the ``W`` ranks, which gives ``λ·[r_global > τ]·∂(Σ r_i / W)``, the
+    single-process gradient on the global batch (equal per-rank batches of
+    the same input size: then ``r_global`` is that batch's ratio).
+
+    One ``all_reduce`` (of the detached values, stacked) for the whole dict;
+    undistributed it is the identity (mmengine's ``all_reduce`` is a no-op).
+    Every rank must call it at the same point (as every loss forward does).
+    """
+    if not values:
+        return values
+    keys = list(values)
+    local = torch.stack([values[k].detach().float().reshape(())
+                         for k in keys])
+    all_reduce(local, op='mean')  # in place
+    return {
+        k: values[k] + (mean.to(values[k].dtype) - values[k]).detach()
+        for k, mean in zip(keys, local)
     }
 
 
@@ -42,6 +72,9 @@ class MACBudget:
     ``r`` is the batch's mean per-sample MACs over dense MACs, both summed
     over the layers that report costs (:mod:`mmlgc.complexity`) at the batch's
     input size. ``target`` is read on every call (the hook anneals it).
+    Distributed, ``r`` and the stage ratios are the means over ranks, the
+    gradient flowing through the local ``r`` (:func:`rank_mean`), so the
+    hinge and its gradient are those of the global batch.
     """
 
     def __init__(self, target: float = 1.0, loss_weight: float = 30.0):
@@ -50,12 +83,13 @@ class MACBudget:
 
     def __call__(self, model: nn.Module) -> Dict[str, Tensor]:
         costs = collect_costs(model)
-        ratio = costs.ratio
+        ratios = rank_mean(dict(macs_ratio=costs.ratio, **stage_logs(costs)))
+        ratio = ratios.pop('macs_ratio')
         return dict(
             loss_budget=mac_budget_loss(ratio, self.target, self.loss_weight),
             macs_ratio=ratio.detach(),
             macs_target=ratio.new_tensor(self.target),
-            **stage_logs(costs))
+            **{k: v.detach() for k, v in ratios.items()})
 
 
 class SaliencyL1:
@@ -67,7 +101,9 @@ class SaliencyL1:
     forward (:class:`mmlgc.layers.DGCConv`); a layer counts only if it also
     reported a cost record in this forward (:func:`attach_aux_losses` clears
     the records first), so a layer the forward skipped contributes no stale
-    term.
+    term. The logged ratios are means over ranks (:func:`rank_mean`); the
+    saliency term is a per-sample mean, which DDP's gradient averaging
+    already makes the global batch's.
     """
 
     def __init__(self, loss_weight: float = 1e-5):
@@ -87,9 +123,10 @@ class SaliencyL1:
         for term in terms[1:]:
             total = total + term.to(total.device)
         costs = collect_costs(model)
+        ratios = rank_mean(dict(macs_ratio=costs.ratio, **stage_logs(costs)))
         return dict(
             loss_saliency=self.loss_weight * total,
-            macs_ratio=costs.ratio.detach(), **stage_logs(costs))
+            **{k: v.detach() for k, v in ratios.items()})
 
 
 def attach_aux_losses(model: nn.Module,

@@ -23,6 +23,9 @@ def load_config(path: str,
                 launcher: str = 'none') -> Config:
     """Load a config as mmdet's and mmpretrain's tools do: merge
     ``--cfg-options``, then the work dir (CLI > config > ``work_dirs/NAME``).
+    A distributed ``launcher`` on a machine without CUDA gets the CPU
+    fallback (gloo, CPU DDP, SyncBN):
+    :func:`mmlgc.engine.setup_cpu_distributed`.
     """
     cfg = Config.fromfile(path)
     cfg.launcher = launcher
@@ -34,6 +37,8 @@ def load_config(path: str,
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(path))[0])
     fix_dataloader_workers(cfg)
+    from ..engine.distributed import setup_cpu_distributed
+    setup_cpu_distributed(cfg)
     return cfg
 
 
