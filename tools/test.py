@@ -6,7 +6,7 @@ Same flags and behaviour as mmdet 3.3's ``tools/test.py``; the config's
 augmented.
 """
 import argparse
-import os.path as osp
+import functools
 import warnings
 from copy import deepcopy
 
@@ -16,6 +16,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
+from mmlgc.utils.checkpoint_checks import (CheckpointError,
+                                           check_config_checkpoints)
 from mmlgc.utils.cli import add_runner_args, parse_runner_args
 from mmlgc.utils.config import load_config
 
@@ -111,11 +113,13 @@ def main():
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options, args.work_dir,
                       args.launcher)
-    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
-        raise SystemExit(f'checkpoint not found: {args.checkpoint}')
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise SystemExit(f'--out must be a .pkl file, got {args.out}')
     cfg.load_from = args.checkpoint
+    try:
+        check_config_checkpoints(cfg)
+    except (OSError, CheckpointError) as error:
+        raise SystemExit(f'error: {error}')  # before any work dir or log
 
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
@@ -137,6 +141,10 @@ def main():
         runner = Runner.from_cfg(cfg)
     else:
         runner = RUNNERS.build(cfg)
+    # Evaluating needs the whole model: a checkpoint lacking tensors (or of
+    # another model) is an error, not mmengine's warning and a random head.
+    runner.load_checkpoint = functools.partial(runner.load_checkpoint,
+                                               strict=True)
 
     if args.out is not None:
         runner.test_evaluator.metrics.append(dump_metric(cfg, args.out))

@@ -13,6 +13,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
+from mmlgc.utils.checkpoint_checks import (CheckpointError,
+                                           check_config_checkpoints)
 from mmlgc.utils.cli import add_runner_args, parse_runner_args
 from mmlgc.utils.config import load_config
 
@@ -85,6 +87,10 @@ def main():
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    try:
+        check_config_checkpoints(cfg)
+    except (OSError, CheckpointError) as error:
+        raise SystemExit(f'error: {error}')  # before any work dir or log
 
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)

@@ -204,6 +204,9 @@ class FLGCResNet(FLGCBackboneMixin, ResNet):
         super().__init__(depth, **kwargs)
         if self.deep_stem:
             raise NotImplementedError('FLGCResNet has the standard stem only')
+        if depthwise:
+            self._register_load_state_dict_pre_hook(
+                _keep_depthwise_on_dense_load, with_module=True)
         self._setup_flgc(deploy)
 
     def make_res_layer(self, **kwargs):
@@ -223,3 +226,26 @@ class FLGCResNet(FLGCBackboneMixin, ResNet):
                      4 * self.stem_channels * pooled[0] * pooled[1])
         self.report_cost(stem_macs, stem_macs, x.shape[0], x.device)
         return super().forward(x)
+
+
+def _keep_depthwise_on_dense_load(module, state_dict, prefix, *args):
+    """A dense checkpoint's full 3x3 ``conv2`` cannot initialise a depthwise
+    one: keep the depthwise init (one log line) rather than leave a shape
+    mismatch, which mmlgc's checkpoint checks reject as another
+    architecture."""
+    from mmengine.logging import print_log
+    kept = 0
+    for name, block in module.named_modules():
+        if not isinstance(block, FLGCBottleneck) or not block.depthwise:
+            continue
+        key = f'{prefix}{name}.conv2.weight'
+        own = block.conv2.weight
+        if key in state_dict and state_dict[key].shape != own.shape:
+            state_dict[key] = own.detach()
+            kept += 1
+    if kept:
+        print_log(
+            f'{type(module).__name__}: the checkpoint has dense 3x3 convs '
+            f'where {kept} depthwise conv2 are; they keep their '
+            'initialisation.',
+            logger='current')
