@@ -107,6 +107,9 @@ class DGCConv(CostReporter, nn.Conv2d):
     """
 
     MODES = ('head', 'global')
+    # The schedule's k and DGC-G's threshold: model averaging (EMA) copies
+    # them (mmlgc.utils.model_averaging).
+    discrete_state = ('pruned_channels', 'threshold')
     sparse_eval: bool = True
 
     def __init__(self,

@@ -70,6 +70,11 @@ class FLGCConv2d(ConnectionMaskedConv2d, nn.Conv2d):
         norm_follows: a BN follows (MAC convention, see the base class).
     """
 
+    # The assignments are the layer's connectivity: model averaging (EMA)
+    # copies them, so the averaged weights keep the trained groups
+    # (mmlgc.utils.model_averaging).
+    discrete_state = ('in_group_logits', 'out_group_logits')
+
     def __init__(self,
                  in_channels: int,
                  out_channels: int,

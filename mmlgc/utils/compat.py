@@ -24,6 +24,17 @@ without it.
    ``mmlgc.utils.checkpoint_checks`` makes each a clear error naming the
    file or the keys and shapes that disagree (tests in
    ``tests/test_checkpoint_errors.py``).
+4. mmengine 0.10.7 does not resume a run exactly: it saves no random
+   generator states (a resumed run draws other gate noise and augmentation)
+   and its ``EpochBasedTrainLoop`` restarts an epoch resumed from a
+   mid-epoch checkpoint. ``mmlgc.utils.exact_resume`` adds
+   :class:`mmlgc.engine.RandomStateHook` to every runner's default hooks and
+   skips the finished batches (tests in ``tests/test_resume.py``).
+5. mmengine's model averaging (``EMAHook``) averages binary masks and
+   assignment logits and never updates integer buffers after its first step:
+   ``mmlgc.utils.model_averaging`` copies each layer's declared
+   ``discrete_state`` and every non-floating tensor instead (tests in
+   ``tests/test_ema.py``).
 
 numpy 2.4 removed names (``np.in1d``, ``np.float``) that a few mm* modules use
 off the detection and classification paths (retrieval metrics, pixel_group);
@@ -92,7 +103,11 @@ def check_stack():
 
 def apply():
     """Apply every fix; safe to call more than once."""
+    from . import exact_resume, model_averaging
     from .checkpoint_checks import patch_mmengine_checkpoint_checks
     check_stack()
     patch_mmengine_checkpoint_loading()
+    exact_resume.patch_default_hooks()
+    exact_resume.patch_epoch_loop_resume()
+    model_averaging.patch_model_averaging()
     patch_mmengine_checkpoint_checks()

@@ -1,0 +1,71 @@
+"""Model averaging (mmengine's ``EMAHook`` with ``ExponentialMovingAverage``
+and the other ``BaseAveragedModel``\\ s) that copies discrete state instead
+of averaging it (``mmlgc.utils.compat``, fix 5).
+
+mmengine 0.10.7 averages every floating-point parameter, and with
+``update_buffers=True`` every floating-point buffer, while it copies the
+other buffers once, at the first step, and never again. For learned
+grouped convolutions both are wrong: an averaged binary mask (SG-CNN's
+``mask``) is no longer binary, an averaged threshold of ``-inf`` (DGC-G's
+``threshold``) is ``nan``, averaged assignment logits (FLGC) select other
+groups than the trained model's, and a ``pruned_channels`` (DGC's ``k``) or
+index buffer frozen at its first value makes the averaged model prune
+nothing. The averaged model's weights must be read through the trained
+model's connectivity.
+
+A layer names such tensors (parameters or buffers) in its class attribute
+``discrete_state``; after every averaging step, those and every tensor that
+is not floating point (indices, counters) are copied from the trained model.
+"""
+import functools
+import itertools
+from typing import Set
+
+import torch
+from torch import nn
+
+#: Class attribute of a module listing its parameters and buffers that
+#: model averaging copies rather than averages.
+DISCRETE_STATE = 'discrete_state'
+
+
+def discrete_state_names(model: nn.Module) -> Set[str]:
+    """Full names (as in ``state_dict``) of the tensors ``model``'s modules
+    declare in ``discrete_state``."""
+    names = set()
+    for prefix, module in model.named_modules():
+        for name in getattr(module, DISCRETE_STATE, ()):
+            names.add(f'{prefix}.{name}' if prefix else name)
+    return names
+
+
+def _named_tensors(model: nn.Module):
+    return itertools.chain(model.named_parameters(), model.named_buffers())
+
+
+@torch.no_grad()
+def copy_discrete_state(averaged: nn.Module, source: nn.Module) -> None:
+    """Copy into ``averaged`` the discrete state of ``source`` (same
+    architecture): the declared tensors and every non-floating one."""
+    declared = discrete_state_names(source)
+    targets = dict(_named_tensors(averaged))
+    for name, tensor in _named_tensors(source):
+        if name in declared or not tensor.is_floating_point():
+            targets[name].copy_(tensor.to(targets[name].device))
+
+
+def patch_model_averaging() -> None:
+    """Every ``BaseAveragedModel.update_parameters`` ends with
+    :func:`copy_discrete_state` (idempotent)."""
+    from mmengine.model import BaseAveragedModel
+    update = BaseAveragedModel.update_parameters
+    if getattr(update, '_mmlgc_copies_discrete_state', False):
+        return
+
+    @functools.wraps(update)
+    def update_parameters(self, model: nn.Module) -> None:
+        update(self, model)
+        copy_discrete_state(self.module, model)
+
+    update_parameters._mmlgc_copies_discrete_state = True
+    BaseAveragedModel.update_parameters = update_parameters

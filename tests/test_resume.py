@@ -1,0 +1,168 @@
+"""Exact resume: a run killed (SIGKILL) in the middle of an epoch and
+resumed with ``--resume`` ends where the uninterrupted run ends — the same
+weights, masks and schedule buffers, optimizer state, lr schedule and
+per-iteration losses — for MSGC (gate noise, MAC budget τ), DGC (pruning
+``k``) and SG-CNN (progressive grouping stages) on the shapes classifiers.
+
+The end-to-end runs are slow (a minute or so in all): marked ``slow``.
+"""
+import json
+import os
+import os.path as osp
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import data_options
+
+IMAGES, BATCH = 16, 4  # the first 16 tiny classification images
+ITERS_PER_EPOCH = IMAGES // BATCH
+EPOCHS = 2
+CHECKPOINT_INTERVAL = 2  # iterations: 2 (the middle of epoch 1), 4, 6, ...
+KILL_AFTER = 2
+
+# method: (config, extra --cfg-options)
+METHODS = {
+    'msgc': ('configs/pretrain/msgc_resnet18_shapes.py', []),
+    'dgc': ('configs/pretrain/dgc_resnet18_shapes.py', []),
+    # Stages at iterations 0, 3 and 6: the first is in the checkpoint, the
+    # others are applied after the resume.
+    'sgcnn': ('configs/pretrain/sgcnn_resnet18_shapes.py',
+              ['custom_hooks.0.interval=3', 'model.head.init_cfg=None']),
+}
+
+
+def train_command(config, work_dir, tiny_shapes, extra=()):
+    return [
+        sys.executable, 'tools/train.py', config, '--work-dir', work_dir,
+        '--cfg-options', f'train_cfg.max_epochs={EPOCHS}',
+        f'train_cfg.val_interval={EPOCHS}', f'train_dataloader.batch_size={BATCH}',
+        f'train_dataloader.dataset.indices={IMAGES}',
+        'val_dataloader.dataset.indices=8',
+        'randomness.seed=0', 'model.backbone.init_cfg=None',
+        'default_hooks.logger.interval=1',
+        'default_hooks.checkpoint.by_epoch=False',
+        f'default_hooks.checkpoint.interval={CHECKPOINT_INTERVAL}', *extra,
+        *data_options(tiny_shapes, 'cls')
+    ]
+
+
+def run_to_end(command, repo_root):
+    result = subprocess.run(command, cwd=repo_root, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def kill_after_checkpoint(command, work_dir, repo_root, iteration):
+    """Start training, SIGKILL it as soon as the checkpoint of
+    ``iteration`` is complete (``last_checkpoint`` names it)."""
+    proc = subprocess.Popen(command, cwd=repo_root, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    marker = osp.join(work_dir, 'last_checkpoint')
+    deadline = time.time() + 600
+    while proc.poll() is None:
+        assert time.time() < deadline, 'no checkpoint within 10 minutes'
+        if osp.isfile(marker):
+            with open(marker) as f:
+                if f.read().strip().endswith(f'iter_{iteration}.pth'):
+                    break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, (
+        'training finished before it could be killed: ' +
+        proc.stderr.read()[-2000:])
+    with open(marker) as f:
+        resumed_from = f.read().strip()
+    done = int(osp.basename(resumed_from)[len('iter_'):-len('.pth')])
+    assert done % ITERS_PER_EPOCH, f'{resumed_from} is not mid-epoch'
+    return done
+
+
+def logged_scalars(work_dir):
+    """``{iteration: {name: value}}`` of a run's (every run's, if resumed in
+    the same work dir) training scalars."""
+    scalars = {}
+    for root, _, files in os.walk(work_dir):
+        if 'scalars.json' in files:
+            with open(osp.join(root, 'scalars.json')) as f:
+                for line in f:
+                    record = json.loads(line)
+                    if 'loss' in record:  # training records
+                        scalars.setdefault(record['iter'], {}).update(
+                            {k: v for k, v in record.items()
+                             if k not in ('time', 'data_time', 'eta',
+                                          'memory')})
+    return scalars
+
+
+def assert_same(a, b, where=''):
+    """Recursive exact equality of checkpoint contents."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype, where
+        assert torch.equal(a, b), (
+            f'{where}: max |diff| '
+            f'{(a.double() - b.double()).abs().max().item():.3g}')
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same(a[key], b[key], f'{where}.{key}')
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f'{where}[{i}]')
+    elif isinstance(a, np.ndarray):
+        assert np.array_equal(a, b), where
+    else:
+        assert a == b, where
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('method', list(METHODS))
+def test_killed_mid_epoch_then_resumed_equals_uninterrupted(
+        method, tmp_path, tiny_shapes, repo_root):
+    config, extra = METHODS[method]
+    full_dir, resumed_dir = str(tmp_path / 'full'), str(tmp_path / 'resumed')
+    run_to_end(train_command(config, full_dir, tiny_shapes, extra),
+               repo_root)
+
+    command = train_command(config, resumed_dir, tiny_shapes, extra)
+    done = kill_after_checkpoint(command, resumed_dir, repo_root, KILL_AFTER)
+    log = run_to_end(command[:3] + ['--resume'] + command[3:], repo_root)
+    assert f'resumed epoch: 0, iter: {done}' in log
+
+    last = f'iter_{EPOCHS * ITERS_PER_EPOCH}.pth'
+    full = torch.load(osp.join(full_dir, last), weights_only=False)
+    resumed = torch.load(osp.join(resumed_dir, last), weights_only=False)
+    # Weights, BN statistics and every method buffer: MSGC has none, DGC
+    # its pruning k (`pruned_channels`), SG-CNN its masks and stage
+    # (`grouped_ratio`).
+    assert_same(full['state_dict'], resumed['state_dict'], 'state_dict')
+    assert_same(full['optimizer'], resumed['optimizer'], 'optimizer')
+    assert_same(full['param_schedulers'], resumed['param_schedulers'],
+                'param_schedulers')
+    for key in ('epoch', 'iter', 'random_states'):
+        assert_same(full['meta'][key], resumed['meta'][key], key)
+
+    # Every iteration after the resume logged the same losses, lr and, for
+    # MSGC, the same budget target τ and MAC ratio.
+    full_log, resumed_log = logged_scalars(full_dir), logged_scalars(
+        resumed_dir)
+    assert set(resumed_log) == set(full_log) == set(
+        range(1, EPOCHS * ITERS_PER_EPOCH + 1))
+    for it in range(done + 1, EPOCHS * ITERS_PER_EPOCH + 1):
+        assert resumed_log[it] == full_log[it], it
+    if method == 'msgc':
+        assert full_log[EPOCHS * ITERS_PER_EPOCH]['macs_target'] == 0.5
+    if method == 'dgc':
+        assert any(v.item() > 0 for k, v in full['state_dict'].items()
+                   if k.endswith('pruned_channels'))
+    if method == 'sgcnn':
+        ratios = {v.item() for k, v in full['state_dict'].items()
+                  if k.endswith('grouped_ratio')}
+        assert ratios == {pytest.approx(0.6)}
