@@ -119,7 +119,8 @@ def test_mobilenet_checkpoint_into_resnet(tmp_path, cls):
         _pretrained(cls, path, depth=18, **TINY)
     _assert_summary(str(info.value), path, f'does not fit {cls.__name__}: 0 '
                     'of its', 'missing: conv1.weight, bn1.weight',
-                    'unexpected: layer5.0.expand_conv.conv.weight', 'another architecture')
+                    'unexpected: layer5.0.expand_conv.conv.weight',
+                    'another architecture')
 
 
 @pytest.mark.parametrize('cls', [ResNet, MSGCResNet, DGCResNet, FLGCResNet,

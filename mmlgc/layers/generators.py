@@ -11,6 +11,9 @@ from .gates import BinaryConcreteGate
 
 def hidden_width(in_channels: int, squeeze: int) -> int:
     """Hidden width ``C // r`` of a generator; at least one channel."""
+    if isinstance(squeeze, bool) or not isinstance(squeeze,
+                                                   int) or squeeze < 1:
+        raise ValueError(f'squeeze={squeeze!r} must be a positive integer')
     hidden = in_channels // squeeze
     if hidden < 1:
         raise ValueError(f'squeeze {squeeze} leaves no hidden channel for '

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from ..complexity import (CostReporter, CostSummary, clear_costs,
                           collect_costs, stage_ratios)
+from ..utils.checks import check_fraction, check_non_negative
 
 
 def stage_logs(costs: CostSummary) -> Dict[str, Tensor]:
@@ -78,6 +79,8 @@ class MACBudget:
     """
 
     def __init__(self, target: float = 1.0, loss_weight: float = 30.0):
+        check_fraction(type(self).__name__, 'target', target)
+        check_non_negative(type(self).__name__, 'loss_weight', loss_weight)
         self.target = target
         self.loss_weight = loss_weight
 
@@ -107,6 +110,7 @@ class SaliencyL1:
     """
 
     def __init__(self, loss_weight: float = 1e-5):
+        check_non_negative(type(self).__name__, 'loss_weight', loss_weight)
         self.loss_weight = loss_weight
 
     def __call__(self, model: nn.Module) -> Dict[str, Tensor]:

@@ -6,6 +6,7 @@ from mmengine.model import is_model_wrapper
 
 from ...models.losses import MACBudget, attach_aux_losses
 from ...registry import HOOKS
+from ...utils.checks import check_fraction, check_non_negative
 
 
 @HOOKS.register_module()
@@ -37,11 +38,13 @@ class MACBudgetHook(Hook):
                  loss_weight: float = 30.0,
                  anneal_begin: float = 0.0,
                  anneal_end: float = 0.5):
-        if not 0 < target <= 1:
-            raise ValueError(f'target must be in (0, 1], got {target}')
+        check_fraction('MACBudgetHook', 'target', target)
+        check_non_negative('MACBudgetHook', 'loss_weight', loss_weight)
         if not 0 <= anneal_begin <= anneal_end <= 1:
-            raise ValueError('need 0 <= anneal_begin <= anneal_end <= 1, got '
-                             f'{anneal_begin}, {anneal_end}')
+            raise ValueError(
+                f'MACBudgetHook: anneal_begin={anneal_begin!r}, anneal_end='
+                f'{anneal_end!r} must satisfy 0 <= anneal_begin <= '
+                'anneal_end <= 1')
         self.target = target
         self.anneal_begin, self.anneal_end = anneal_begin, anneal_end
         self.budget = MACBudget(1.0, loss_weight)

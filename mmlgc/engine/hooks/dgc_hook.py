@@ -10,6 +10,7 @@ from ...layers.dgc import (RAMP_BEGIN, RAMP_END, GlobalThreshold, dgc_layers,
                            prune_schedule)
 from ...models.losses import SaliencyL1, attach_aux_losses
 from ...registry import HOOKS
+from ...utils.checks import check_non_negative, check_positive_int
 
 
 @HOOKS.register_module()
@@ -55,9 +56,14 @@ class DGCScheduleHook(Hook):
                  collect_iters: int = 100,
                  interval: Optional[int] = None,
                  weighting: str = 'macs'):
-        prune_schedule(0.0, ramp_begin, ramp_end)  # validates the bounds
-        if collect_iters < 1 or (interval is not None and interval < 1):
-            raise ValueError('collect_iters and interval must be positive')
+        if not 0 <= ramp_begin <= ramp_end <= 1:
+            raise ValueError(
+                f'DGCScheduleHook: ramp_begin={ramp_begin!r}, ramp_end='
+                f'{ramp_end!r} must satisfy 0 <= ramp_begin <= ramp_end <= 1')
+        check_non_negative('DGCScheduleHook', 'loss_weight', loss_weight)
+        check_positive_int('DGCScheduleHook', 'collect_iters', collect_iters)
+        if interval is not None:
+            check_positive_int('DGCScheduleHook', 'interval', interval)
         self.ramp_begin, self.ramp_end = ramp_begin, ramp_end
         self.collect_iters, self.interval = collect_iters, interval
         self.loss = SaliencyL1(loss_weight)

@@ -48,6 +48,9 @@ class FLGCAssignmentHook(Hook):
     priority = 'LOW'
 
     def __init__(self, top: int = 5):
+        if isinstance(top, bool) or not isinstance(top, int) or top < 0:
+            raise ValueError(f'FLGCAssignmentHook: top={top!r} must be an '
+                             'integer >= 0')
         self.top = top
         self._start: Optional[Dict[str, torch.Tensor]] = None
 

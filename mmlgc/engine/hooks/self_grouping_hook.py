@@ -11,6 +11,7 @@ from torch import nn
 
 from ...layers.self_grouping import pruned_fractions, self_grouped_layers
 from ...registry import HOOKS
+from ...utils.checks import check_positive_int
 
 SCHEMES = ('local_global', 'global')
 #: Ratios equal within this are the same stage.
@@ -78,16 +79,19 @@ class SelfGroupingHook(Hook):
         for name, value in (('conv_ratio', conv_ratio),
                             ('fc_ratio', fc_ratio)):
             if not 0 <= value < 1:
-                raise ValueError(f'{name} must be in [0, 1), got {value}')
+                raise ValueError(f'SelfGroupingHook: {name}={value!r} must '
+                                 'be in [0, 1)')
         if not conv_ratio and not fc_ratio:
-            raise ValueError('nothing to group: conv_ratio and fc_ratio are 0')
+            raise ValueError('SelfGroupingHook: conv_ratio=0 and fc_ratio=0 '
+                             'leave nothing to group')
         if not 0 < step < 1:
-            raise ValueError(f'step must be in (0, 1), got {step}')
+            raise ValueError(f'SelfGroupingHook: step={step!r} must be in '
+                             '(0, 1)')
         if scheme not in SCHEMES:
-            raise ValueError(f'scheme must be one of {SCHEMES}, got '
-                             f'{scheme!r}')
-        if interval < 1 or groups < 1:
-            raise ValueError('interval and groups must be positive')
+            raise ValueError(f'SelfGroupingHook: scheme={scheme!r} must be '
+                             f'one of {SCHEMES}')
+        check_positive_int('SelfGroupingHook', 'interval', interval)
+        check_positive_int('SelfGroupingHook', 'groups', groups)
         self.conv_ratio, self.fc_ratio = conv_ratio, fc_ratio
         self.step, self.groups, self.seed = step, groups, seed
         self.scheme, self.interval, self.by_epoch = scheme, interval, by_epoch

@@ -36,6 +36,8 @@ from ...deploy import DeployableBackboneMixin
 from ...layers import DGCConv
 from ...ops.reference import conv_output_size
 from ...registry import MODELS
+from ...utils.checks import (check_divides, check_fraction,
+                             check_positive_int, check_resnet_args)
 from ..dense_checkpoints import keep_method_state_on_dense_load
 
 #: Substrings of the state-dict keys only DGC has (absent from a dense
@@ -202,6 +204,11 @@ class DGCResNet(DeployableBackboneMixin, CostReporter, ResNet):
         if depth not in self.arch_settings:
             raise KeyError(f'invalid depth {depth} for DGCResNet; choose '
                            f'from {sorted(self.arch_settings)}')
+        owner = type(self).__name__
+        widths = check_resnet_args(owner, kwargs)
+        check_divides(owner, 'heads', heads, widths, 'the stage widths')
+        check_fraction(owner, 'keep', keep)
+        check_positive_int(owner, 'squeeze', squeeze)
         if dgc_norm_cfg == 'same':
             dgc_norm_cfg = kwargs.get('norm_cfg',
                                       dict(type='BN', requires_grad=True))

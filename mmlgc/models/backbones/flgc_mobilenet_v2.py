@@ -27,6 +27,7 @@ from ...complexity import CostReporter, conv_macs
 from ...layers import FLGCConv2d, RaggedGroupConv2d
 from ...ops.reference import conv_output_size
 from ...registry import MODELS
+from ...utils.checks import check_non_negative, check_positive_int
 from .flgc_base import FLGCBackboneMixin, fold_through_depthwise
 from .msgc_mobilenet_v2 import (InvertedResidualLayers,
                                 _convert_torchvision_keys)
@@ -113,6 +114,8 @@ class FLGCMobileNetV2(InvertedResidualLayers, FLGCBackboneMixin, MobileNetV2):
                  init_std: float = 0.0,
                  deploy: bool = False,
                  **kwargs):
+        check_positive_int(type(self).__name__, 'num_groups', num_groups)
+        check_non_negative(type(self).__name__, 'init_std', init_std)
         unknown = set(flgc_convs) - set(FLGC_CONVS)
         if unknown:
             raise ValueError(f'flgc_convs: unknown {sorted(unknown)}; '

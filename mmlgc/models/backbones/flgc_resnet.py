@@ -40,6 +40,8 @@ from ...complexity import CostReporter, conv_macs, downsample_macs
 from ...layers import FLGCConv2d, fold_output_order
 from ...ops.reference import conv_output_size
 from ...registry import MODELS
+from ...utils.checks import (check_non_negative, check_positive_int,
+                             check_resnet_args)
 from .flgc_base import FLGCBackboneMixin, fold_through_depthwise
 
 
@@ -196,6 +198,10 @@ class FLGCResNet(FLGCBackboneMixin, ResNet):
         if depth not in self.arch_settings:
             raise KeyError(f'invalid depth {depth} for FLGCResNet; choose '
                            f'from {sorted(self.arch_settings)}')
+        owner = type(self).__name__
+        check_resnet_args(owner, kwargs)
+        check_positive_int(owner, 'num_groups', num_groups)
+        check_non_negative(owner, 'init_std', init_std)
         self._block_kwargs = dict(
             depthwise=depthwise,
             num_groups=num_groups,

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from ...complexity import CostReporter
 from ...deploy import DeployableBackboneMixin
 from ...layers import AttentionGenerator, MaskGenerator, MSGCConv2d
+from ...utils.checks import check_divides
 from ..dense_checkpoints import keep_method_state_on_dense_load
 
 #: Substring of the parameter names of every mask generator (for
@@ -42,12 +43,9 @@ class MSGCBlockMixin(CostReporter):
                 f'{type(self).__name__} does not support {", ".join(used)}: '
                 'the MSGC convs replace the convs they would modify')
 
-    @staticmethod
-    def _check_heads(heads: int, out_channels: int, conv: str) -> None:
-        if not isinstance(heads, int) or heads < 1 or out_channels % heads:
-            raise ValueError(
-                f'heads={heads!r} must be a positive integer dividing the '
-                f'{out_channels} output channels of {conv}')
+    def _check_heads(self, heads: int, out_channels: int, conv: str) -> None:
+        check_divides(type(self).__name__, 'heads', heads, [out_channels],
+                      f'the output channels of {conv}')
 
     def _make_generators(self, inplanes: int, masks: dict, attention: dict,
                          squeeze: int, gate_bias: float, tau: float,

@@ -21,6 +21,7 @@ from ...complexity import ShapeOf, conv_macs
 from ...layers import MSGCConv2d
 from ...ops.reference import conv_output_size
 from ...registry import MODELS
+from ...utils.checks import check_positive, check_positive_int
 from .msgc_base import (MSGCBackboneMixin, MSGCBlockMixin, density,
                         unread_fraction)
 
@@ -193,6 +194,10 @@ class MSGCMobileNetV2(InvertedResidualLayers, MSGCBackboneMixin, MobileNetV2):
                  generator_norm_cfg='same',
                  deploy: bool = False,
                  **kwargs):
+        owner = type(self).__name__
+        check_positive_int(owner, 'heads', heads)
+        check_positive_int(owner, 'squeeze', squeeze)
+        check_positive(owner, 'tau', tau)
         if generator_norm_cfg == 'same':
             generator_norm_cfg = kwargs.get('norm_cfg', dict(type='BN'))
         self._block_kwargs = dict(

@@ -18,6 +18,8 @@ from ...complexity import ShapeOf, conv_macs, downsample_macs
 from ...layers import MSGCConv2d
 from ...ops.reference import conv_output_size
 from ...registry import MODELS
+from ...utils.checks import (check_divides, check_positive,
+                             check_positive_int, check_resnet_args)
 from .msgc_base import (MSGCBackboneMixin, MSGCBlockMixin, density,
                         unread_fraction)
 
@@ -243,6 +245,11 @@ class MSGCResNet(MSGCBackboneMixin, ResNet):
         block = self.arch_settings[depth][0]
         if squeeze is None:
             squeeze = 4 if block is MSGCBasicBlock else 8
+        owner = type(self).__name__
+        widths = check_resnet_args(owner, kwargs)
+        check_divides(owner, 'heads', heads, widths, 'the stage widths')
+        check_positive_int(owner, 'squeeze', squeeze)
+        check_positive(owner, 'tau', tau)
         if generator_norm_cfg == 'same':
             generator_norm_cfg = kwargs.get(
                 'norm_cfg', dict(type='BN', requires_grad=True))

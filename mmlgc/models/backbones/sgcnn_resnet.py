@@ -28,6 +28,7 @@ from ...layers.self_grouping import GROUPING_STATE, SelfGroupedConv2d
 from ...layers.static_groups import fold_output_order
 from ...ops.reference import conv_output_size
 from ...registry import MODELS
+from ...utils.checks import check_resnet_args
 from ..dense_checkpoints import keep_method_state_on_dense_load, plural
 
 
@@ -129,6 +130,7 @@ class SGCNNResNet(DeployableBackboneMixin, CostReporter, ResNet):
         if depth not in self.arch_settings:
             raise KeyError(f'invalid depth {depth} for SGCNNResNet; choose '
                            f'from {sorted(self.arch_settings)}')
+        check_resnet_args(type(self).__name__, kwargs)
         super().__init__(depth, **kwargs)
         if self.deep_stem:
             raise NotImplementedError(

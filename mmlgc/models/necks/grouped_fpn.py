@@ -35,6 +35,8 @@ from ...deploy import DeployableBackboneMixin
 from ...layers import DGCConv, FLGCConv2d, MSGCConv2d, SelfGatedMSGCConv2d
 from ...layers.flgc import GROUP_LOGITS_KEY
 from ...registry import MODELS
+from ...utils.checks import (check_divides, check_fraction, check_positive,
+                             check_positive_int)
 from ..dense_checkpoints import keep_method_state_on_dense_load
 
 
@@ -80,12 +82,30 @@ class _GroupedFPNMixin(DeployableBackboneMixin, CostReporter):
                 self.init_cfg = dict(self.init_cfg,
                                      layer=layers + ['MSGCConv2d'])
 
+    def _check_inputs(self, inputs) -> None:
+        """The backbone's levels must match ``in_channels``: mmdet's FPN
+        would fail inside a lateral conv, naming neither the level nor the
+        config key. (Checked per forward: a few integer comparisons.)"""
+        got = [x.shape[1] for x in inputs]
+        if got != list(self.in_channels):
+            levels = ', '.join(
+                f'level {i}: {c} vs {e}' for i, (c, e) in enumerate(
+                    zip(got, self.in_channels)) if c != e)
+            raise ValueError(
+                f'{type(self).__name__}: in_channels={list(self.in_channels)}'
+                f' does not match the backbone\'s outputs {got}' +
+                (f' ({levels}, backbone vs neck)' if levels else
+                 f' ({len(got)} levels vs {len(self.in_channels)})') +
+                '; set the neck\'s in_channels to the backbone\'s output '
+                'channels (and the backbone\'s out_indices)')
+
     def _setup_deploy(self, deploy: bool) -> None:
         self.deploy = False
         if deploy:
             self.switch_to_deploy()
 
     def forward(self, inputs) -> tuple:
+        self._check_inputs(inputs)
         if not self.grouped_laterals:
             # The dense 1x1 laterals, so the record covers the whole neck.
             macs = sum(
@@ -145,6 +165,10 @@ class MSGCFPN(_GroupedFPNMixin, FPN):
                  grouped_laterals: bool = False,
                  deploy: bool = False,
                  **kwargs):
+        owner = type(self).__name__
+        check_divides(owner, 'heads', heads, [out_channels], 'out_channels')
+        check_positive_int(owner, 'squeeze', squeeze)
+        check_positive(owner, 'tau', tau)
         super().__init__(in_channels, out_channels, num_outs, *args,
                          **kwargs)
         options = dict(heads=heads, attention=attention, squeeze=squeeze,
@@ -220,6 +244,10 @@ class DGCFPN(_GroupedFPNMixin, FPN):
                  grouped_laterals: bool = False,
                  deploy: bool = False,
                  **kwargs):
+        owner = type(self).__name__
+        check_divides(owner, 'heads', heads, [out_channels], 'out_channels')
+        check_fraction(owner, 'keep', keep)
+        check_positive_int(owner, 'squeeze', squeeze)
         super().__init__(in_channels, out_channels, num_outs, *args,
                          **kwargs)
         options = dict(heads=heads, keep=keep, squeeze=squeeze, mode=mode,
@@ -271,6 +299,7 @@ class FLGCFPN(_GroupedFPNMixin, FPN):
                  grouped_laterals: bool = False,
                  deploy: bool = False,
                  **kwargs):
+        check_positive_int(type(self).__name__, 'num_groups', num_groups)
         super().__init__(in_channels, out_channels, num_outs, *args,
                          **kwargs)
         options = dict(num_groups=num_groups, logit_init=logit_init,
