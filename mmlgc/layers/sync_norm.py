@@ -56,7 +56,8 @@ class AllReduceSyncBatchNorm(_BatchNorm):
             self.num_batches_tracked.add_(1)
 
         reduce_dims = [0] + list(range(2, input.dim()))
-        x = input.float()
+        # Statistics in float32 at least (fp16 sums of squares overflow).
+        x = input if input.dtype == torch.float64 else input.float()
         count = x.new_tensor(float(x.numel() // x.shape[1]))
         stats = torch.cat([
             x.sum(reduce_dims),
