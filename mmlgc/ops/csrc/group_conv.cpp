@@ -4,11 +4,44 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <c10/util/safe_numerics.h>
+
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 
 #include "common/group_conv.h"
 
 namespace mmlgc {
+
+namespace {
+
+// Geometry values, group sizes and channel counts above this are rejected:
+// no real conv comes near it, and below it every product the kernels form
+// (offsets, buffer sizes) fits in int64 once checked with `checked_product`.
+constexpr int64_t kMaxValue = std::numeric_limits<int32_t>::max();
+
+void check_value_range(const char* op, const char* what,
+                       at::IntArrayRef values, int64_t min) {
+  for (const int64_t v : values) {
+    TORCH_CHECK(v >= min && v <= kMaxValue, op, ": ", what, " must be ",
+                min > 0 ? "positive" : "non-negative", " and at most ",
+                kMaxValue, ", got ", values);
+  }
+}
+
+}  // namespace
+
+int64_t checked_product(const char* op, const char* what,
+                        std::initializer_list<int64_t> factors) {
+  int64_t product = 1;
+  for (const int64_t f : factors) {
+    TORCH_CHECK(f >= 0 && !c10::mul_overflows(product, f, &product), op,
+                ": ", what, " overflows int64 (factors ",
+                std::vector<int64_t>(factors), ")");
+  }
+  return product;
+}
 
 ConvGeometry make_geometry(const char* op, const at::Tensor& input,
                            int64_t kernel_h, int64_t kernel_w,
@@ -19,12 +52,10 @@ ConvGeometry make_geometry(const char* op, const at::Tensor& input,
               stride, ", ", padding, ", ", dilation);
   TORCH_CHECK(kernel_h > 0 && kernel_w > 0, op, ": empty kernel ", kernel_h,
               "x", kernel_w);
-  TORCH_CHECK(stride[0] > 0 && stride[1] > 0, op, ": stride must be positive, got ",
-              stride);
-  TORCH_CHECK(dilation[0] > 0 && dilation[1] > 0, op,
-              ": dilation must be positive, got ", dilation);
-  TORCH_CHECK(padding[0] >= 0 && padding[1] >= 0, op,
-              ": padding must be non-negative, got ", padding);
+  check_value_range(op, "kernel size", {kernel_h, kernel_w}, 1);
+  check_value_range(op, "stride", stride, 1);
+  check_value_range(op, "dilation", dilation, 1);
+  check_value_range(op, "padding", padding, 0);
   ConvGeometry g;
   g.in_h = input.size(2);
   g.in_w = input.size(3);
@@ -36,13 +67,23 @@ ConvGeometry make_geometry(const char* op, const at::Tensor& input,
   g.pad_w = padding[1];
   g.dilation_h = dilation[0];
   g.dilation_w = dilation[1];
-  g.out_h = (g.in_h + 2 * g.pad_h - g.dilation_h * (kernel_h - 1) - 1) /
-                g.stride_h + 1;
-  g.out_w = (g.in_w + 2 * g.pad_w - g.dilation_w * (kernel_w - 1) - 1) /
-                g.stride_w + 1;
-  TORCH_CHECK(g.out_h > 0 && g.out_w > 0, op, ": input ", g.in_h, "x", g.in_w,
-              " (padded by ", padding, ") is smaller than the dilated kernel ",
-              kernel_h, "x", kernel_w);
+  const int64_t padded_h = g.in_h + 2 * g.pad_h, padded_w = g.in_w + 2 * g.pad_w;
+  const int64_t span_h = g.dilation_h * (kernel_h - 1) + 1;
+  const int64_t span_w = g.dilation_w * (kernel_w - 1) + 1;
+  TORCH_CHECK(padded_h >= span_h && padded_w >= span_w, op, ": input ", g.in_h,
+              "x", g.in_w, " (padded by ", padding,
+              ") is smaller than the dilated kernel ", kernel_h, "x", kernel_w,
+              " (dilation ", dilation, ")");
+  // The padded input is what the kernels gather; it must be addressable.
+  checked_product(op, "the padded input size",
+                  {input.size(0), input.size(1), padded_h, padded_w});
+  // A stride past the last kernel position leaves one output row (column)
+  // whatever its value; clamping it there changes no result and keeps the
+  // CPU kernel's stride_h * stride_w phase planes bounded by the input.
+  g.stride_h = std::min(g.stride_h, padded_h - span_h + 1);
+  g.stride_w = std::min(g.stride_w, padded_w - span_w + 1);
+  g.out_h = (padded_h - span_h) / g.stride_h + 1;
+  g.out_w = (padded_w - span_w) / g.stride_w + 1;
   return g;
 }
 
@@ -59,6 +100,16 @@ void check_float_like(const char* op, const char* what, const at::Tensor& t,
   TORCH_CHECK(t.scalar_type() == input.scalar_type(), op, ": ", what,
               " has dtype ", t.scalar_type(), " but the input has ",
               input.scalar_type());
+  TORCH_CHECK(t.device() == input.device(), op, ": ", what, " is on ",
+              t.device(), " but the input is on ", input.device());
+}
+
+// Masks and out_masks are read as real numbers (on the host, as doubles).
+void check_real(const char* op, const char* what, const at::Tensor& t,
+                const at::Tensor& input) {
+  TORCH_CHECK(!at::isComplexType(t.scalar_type()), op, ": ", what,
+              " must be real (floating point, integer or bool), got ",
+              t.scalar_type());
   TORCH_CHECK(t.device() == input.device(), op, ": ", what, " is on ",
               t.device(), " but the input is on ", input.device());
 }
@@ -93,8 +144,7 @@ void check_dynamic_group_conv_args(const char* op, const at::Tensor& input,
   TORCH_CHECK(mask.dim() == 3 && mask.size(0) == n && mask.size(2) == c, op,
               ": mask must be [N, G, C] = [", n, ", G, ", c, "], got ",
               mask.sizes());
-  TORCH_CHECK(mask.device() == input.device(), op, ": mask is on ",
-              mask.device(), " but the input is on ", input.device());
+  check_real(op, "mask", mask, input);
   const int64_t groups = mask.size(1);
   TORCH_CHECK(groups > 0 && o % groups == 0, op, ": ", o,
               " output channels cannot be split into ", groups,
@@ -108,13 +158,11 @@ void check_dynamic_group_conv_args(const char* op, const at::Tensor& input,
                     out_mask->size(1) == o,
                 op, ": out_mask must be [N, O] = [", n, ", ", o, "], got ",
                 out_mask->sizes());
-    TORCH_CHECK(out_mask->device() == input.device(), op,
-                ": out_mask is on ", out_mask->device(),
-                " but the input is on ", input.device());
+    check_real(op, "out_mask", *out_mask, input);
   }
 }
 
-void check_ragged_group_conv_args(const char* op, const at::Tensor& input,
+int64_t check_ragged_group_conv_args(const char* op, const at::Tensor& input,
                                   const at::Tensor& weight,
                                   const std::optional<at::Tensor>& bias,
                                   const at::Tensor& in_index,
@@ -130,15 +178,28 @@ void check_ragged_group_conv_args(const char* op, const at::Tensor& input,
   TORCH_CHECK(in_index.dim() == 1 && in_index.scalar_type() == at::kLong, op,
               ": in_index must be a 1-D int64 tensor, got ", in_index.sizes(),
               " ", in_index.scalar_type());
+  TORCH_CHECK(in_index.device() == input.device(), op, ": in_index is on ",
+              in_index.device(), " but the input is on ", input.device());
+  check_value_range(op, "kernel_size", kernel_size, 1);
   int64_t entries = 0, indices = 0, outputs = 0;
   for (size_t g = 0; g < in_sizes.size(); ++g) {
     TORCH_CHECK(in_sizes[g] >= 0 && out_sizes[g] >= 0, op,
-                ": negative group size in group ", g);
+                ": negative group size in group ", g, ": in_sizes[", g,
+                "] = ", in_sizes[g], ", out_sizes[", g, "] = ", out_sizes[g]);
+    TORCH_CHECK(in_sizes[g] <= kMaxValue && out_sizes[g] <= kMaxValue, op,
+                ": group ", g, " is too large: in_sizes[", g, "] = ",
+                in_sizes[g], ", out_sizes[", g, "] = ", out_sizes[g],
+                " (at most ", kMaxValue, ")");
     indices += in_sizes[g];
     outputs += out_sizes[g];
-    entries += in_sizes[g] * out_sizes[g];
+    const int64_t block = checked_product(
+        op, "the packed weight size",
+        {in_sizes[g], out_sizes[g], kernel_size[0], kernel_size[1]});
+    TORCH_CHECK(!c10::add_overflows(entries, block, &entries), op,
+                ": the packed weight size overflows int64");
   }
-  entries *= kernel_size[0] * kernel_size[1];
+  TORCH_CHECK(outputs <= kMaxValue, op, ": out_sizes sum to ", outputs,
+              " output channels (at most ", kMaxValue, ")");
   TORCH_CHECK(in_index.numel() == indices, op, ": in_index has ",
               in_index.numel(), " entries but in_sizes sum to ", indices);
   TORCH_CHECK(weight.dim() == 1 && weight.numel() == entries, op,
@@ -149,6 +210,7 @@ void check_ragged_group_conv_args(const char* op, const at::Tensor& input,
     TORCH_CHECK(bias->size(0) == outputs, op, ": bias has ", bias->size(0),
                 " entries for ", outputs, " output channels");
   }
+  return outputs;
 }
 
 GroupConvPlan plan_dynamic_group_conv(const at::Tensor& mask,
@@ -176,6 +238,12 @@ GroupConvPlan plan_dynamic_group_conv(const at::Tensor& mask,
                          static_cast<int64_t>(plan.out_channel.size()), 0};
       for (int64_t o = g * per_group; o < (g + 1) * per_group; ++o) {
         if (op && op[n * out_channels + o] == 0) continue;
+        // It selects outputs, it does not scale them: a 0.5 would be
+        // silently read as 1.
+        TORCH_CHECK(!op || op[n * out_channels + o] == 1,
+                    "dynamic_group_conv: out_mask must be binary (0 or 1), "
+                    "got ", op[n * out_channels + o], " at [", n, ", ", o,
+                    "]");
         plan.out_channel.push_back(o);
         plan.row_offset.push_back(o * channels * taps);
       }
@@ -323,6 +391,8 @@ at::Tensor dynamic_group_conv(const at::Tensor& input, const at::Tensor& weight,
   check_dynamic_group_conv_args(op, input, weight, bias, mask, out_mask);
   const auto geo = make_geometry(op, input, weight.size(2), weight.size(3),
                                  stride, padding, dilation);
+  checked_product(op, "the output size",
+                  {input.size(0), weight.size(0), geo.out_h, geo.out_w});
   const auto plan =
       plan_dynamic_group_conv(mask, out_mask, weight.size(0), geo.taps());
   return forward(input, weight.contiguous().view(-1), bias, plan, geo);
@@ -339,6 +409,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dynamic_group_conv_backward(
                                 out_mask);
   const auto geo = make_geometry(op, input, weight.size(2), weight.size(3),
                                  stride, padding, dilation);
+  check_grad_out(op, grad_out, input, weight.size(0), geo);
   const auto plan =
       plan_dynamic_group_conv(mask, out_mask, weight.size(0), geo.taps());
   auto [grad_input, grad_weight, grad_bias] = group_conv_backward(
@@ -357,10 +428,12 @@ at::Tensor ragged_group_conv(const at::Tensor& input, const at::Tensor& weight,
                              at::IntArrayRef stride, at::IntArrayRef padding,
                              at::IntArrayRef dilation) {
   constexpr const char* op = "ragged_group_conv";
-  check_ragged_group_conv_args(op, input, weight, bias, in_index, in_sizes,
-                               out_sizes, kernel_size);
+  const int64_t outputs = check_ragged_group_conv_args(
+      op, input, weight, bias, in_index, in_sizes, out_sizes, kernel_size);
   const auto geo = make_geometry(op, input, kernel_size[0], kernel_size[1],
                                  stride, padding, dilation);
+  checked_product(op, "the output size",
+                  {input.size(0), outputs, geo.out_h, geo.out_w});
   const auto plan = plan_ragged_group_conv(in_index, in_sizes, out_sizes,
                                            input.size(0), input.size(1),
                                            geo.taps());
@@ -375,10 +448,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ragged_group_conv_backward(
     at::IntArrayRef padding, at::IntArrayRef dilation,
     std::array<bool, 3> needs) {
   constexpr const char* op = "ragged_group_conv_backward";
-  check_ragged_group_conv_args(op, input, weight, std::nullopt, in_index,
-                               in_sizes, out_sizes, kernel_size);
+  const int64_t outputs = check_ragged_group_conv_args(
+      op, input, weight, std::nullopt, in_index, in_sizes, out_sizes,
+      kernel_size);
   const auto geo = make_geometry(op, input, kernel_size[0], kernel_size[1],
                                  stride, padding, dilation);
+  check_grad_out(op, grad_out, input, outputs, geo);
   const auto plan = plan_ragged_group_conv(in_index, in_sizes, out_sizes,
                                            input.size(0), input.size(1),
                                            geo.taps());

@@ -30,23 +30,39 @@ at::Tensor host_long(std::vector<int64_t>& v, const at::Device& device) {
       .to(device);
 }
 
-// Appends one zero row so that padding entries can index it.
+// Appends one zero row so that padding entries can index it (also to an
+// empty `t`: a ragged conv whose groups all read no channel packs no weight).
 at::Tensor with_zero_row(const at::Tensor& t) {
-  return at::cat({t, at::zeros({1}, t.options()).expand_as(t.narrow(0, 0, 1))});
+  auto row = t.sizes().vec();
+  row[0] = 1;
+  return at::cat({t, at::zeros(row, t.options())});
 }
 
 }  // namespace
+
+void check_grad_out(const char* op, const at::Tensor& grad_out,
+                    const at::Tensor& input, int64_t out_channels,
+                    const ConvGeometry& geo) {
+  const int64_t n = input.size(0), o = out_channels;
+  TORCH_CHECK(grad_out.dim() == 4 && grad_out.size(0) == n &&
+                  grad_out.size(1) == o && grad_out.size(2) == geo.out_h &&
+                  grad_out.size(3) == geo.out_w,
+              op, ": grad_out must be [", n, ", ", o, ", ",
+              geo.out_h, ", ", geo.out_w, "], got ", grad_out.sizes());
+  TORCH_CHECK(grad_out.scalar_type() == input.scalar_type(),
+              op, ": grad_out has dtype ",
+              grad_out.scalar_type(), " but the input has ",
+              input.scalar_type());
+  TORCH_CHECK(grad_out.device() == input.device(),
+              op, ": grad_out is on ", grad_out.device(),
+              " but the input is on ", input.device());
+}
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> group_conv_backward(
     const at::Tensor& grad_out, const at::Tensor& input,
     const at::Tensor& weight_flat, const GroupConvPlan& plan,
     const ConvGeometry& geo, std::array<bool, 3> needs) {
   const int64_t n = plan.batch, c = plan.in_channels, o = plan.out_channels;
-  TORCH_CHECK(grad_out.dim() == 4 && grad_out.size(0) == n &&
-                  grad_out.size(1) == o && grad_out.size(2) == geo.out_h &&
-                  grad_out.size(3) == geo.out_w,
-              "group conv backward: grad_out must be [", n, ", ", o, ", ",
-              geo.out_h, ", ", geo.out_w, "], got ", grad_out.sizes());
   const auto device = input.device();
   const int64_t plane_in = geo.in_h * geo.in_w, taps = plan.taps;
   at::Tensor grad_input, grad_weight, grad_bias;

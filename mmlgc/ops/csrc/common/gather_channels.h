@@ -36,6 +36,9 @@ inline void check_gather_args(const char* op, const at::Tensor& features,
                               const at::Tensor& index) {
   TORCH_CHECK(features.dim() == 4, op, ": expected a [N, C, H, W] tensor, got ",
               features.sizes());
+  TORCH_CHECK(at::isFloatingType(features.scalar_type()), op,
+              ": features must be floating point, got ",
+              features.scalar_type());
   TORCH_CHECK(index.scalar_type() == at::kLong, op,
               ": index must be int64, got ", index.scalar_type());
   TORCH_CHECK(index.dim() == 2 && index.size(0) == features.size(0), op,

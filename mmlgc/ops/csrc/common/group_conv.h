@@ -14,6 +14,7 @@
 #include <c10/util/OptionalArrayRef.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <vector>
 
@@ -26,8 +27,14 @@ struct ConvGeometry {
   int64_t taps() const { return kernel_h * kernel_w; }
 };
 
+// a * b * ... for non-negative factors; a clear error naming `what` when it
+// overflows int64 (sizes from user arguments reach offset arithmetic).
+int64_t checked_product(const char* op, const char* what,
+                        std::initializer_list<int64_t> factors);
+
 // Validates stride/padding/dilation (two values each) and the kernel size,
-// and derives the output size. `op` names the caller in error messages.
+// and derives the output size; a stride past the last kernel position is
+// clamped there (same result). `op` names the caller in error messages.
 ConvGeometry make_geometry(const char* op, const at::Tensor& input,
                            int64_t kernel_h, int64_t kernel_w,
                            at::IntArrayRef stride, at::IntArrayRef padding,
@@ -97,9 +104,9 @@ void check_dynamic_group_conv_args(const char* op, const at::Tensor& input,
                                    const at::Tensor& mask,
                                    const std::optional<at::Tensor>& out_mask);
 
-// Shape/dtype/device checks of the ragged op's tensors; returns the number of
-// weight entries the group sizes imply.
-void check_ragged_group_conv_args(const char* op, const at::Tensor& input,
+// Shape/dtype/device checks of the ragged op's tensors and group sizes;
+// returns the number of output channels, sum(out_sizes).
+int64_t check_ragged_group_conv_args(const char* op, const at::Tensor& input,
                                   const at::Tensor& weight,
                                   const std::optional<at::Tensor>& bias,
                                   const at::Tensor& in_index,
@@ -120,6 +127,13 @@ at::Tensor group_conv_forward_cuda(const at::Tensor& input,
                                    const GroupConvPlan& plan,
                                    const ConvGeometry& geo);
 #endif
+
+// Shape, dtype and device of a backward's `grad_out`: [N, out_channels,
+// out_h, out_w] like the forward's output. Checked before planning, so the
+// plan's size is bounded by tensors that exist.
+void check_grad_out(const char* op, const at::Tensor& grad_out,
+                    const at::Tensor& input, int64_t out_channels,
+                    const ConvGeometry& geo);
 
 // Device-generic backward of a plan (ATen convolution backward on gathered
 // tensors). Returns {grad_input, grad_weight_flat, grad_bias}; entries not

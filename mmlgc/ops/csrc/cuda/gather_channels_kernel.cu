@@ -22,9 +22,10 @@ int64_t blocks_for(int64_t elements) {
 // the launch (one min/max reduction and a sync).
 void check_index_range(const at::Tensor& index, int64_t channels) {
   if (index.numel() == 0) return;
-  TORCH_CHECK(index.min().item<int64_t>() >= 0 &&
-                  index.max().item<int64_t>() < channels,
-              "gather_channels: index out of range for ", channels,
+  const int64_t low = index.min().item<int64_t>();
+  const int64_t high = index.max().item<int64_t>();
+  TORCH_CHECK(low >= 0 && high < channels, "gather_channels: index ",
+              low < 0 ? low : high, " out of range for ", channels,
               " channels");
 }
 
