@@ -15,6 +15,8 @@ are written.
 import json
 import os
 import os.path as osp
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from typing import List, Tuple
 
@@ -63,11 +65,12 @@ class ShapesConfig:
              'clutter and noise_std must be >= 0'),
             (min(self.num_train, self.num_val, self.num_cls_train,
                  self.num_cls_val) >= 1, 'every split needs >= 1 image'),
+            (self.seed >= 0, 'seed must be >= 0'),
         ]
         errors = [message for ok, message in checks if not ok]
         if errors:
             raise ValueError('impossible shapes data parameters: ' +
-                             '; '.join(errors))
+                             '; '.join(errors) + f' (got {self})')
 
 
 def _rng(cfg: ShapesConfig, task: str, split: str, index: int):
@@ -188,6 +191,16 @@ def draw_detection_image(cfg: ShapesConfig, split: str, index: int):
             continue
         _draw(img, pts, _random_color(rng))
         objects.append((label, pts, box))
+    if len(objects) < cfg.min_shapes:
+        # Fewer shapes than promised would silently change the task.
+        raise ValueError(
+            f'shapes {split} image {index}: placed only {len(objects)} of '
+            f'the >= min_shapes={cfg.min_shapes} shapes in {wanted * 20} '
+            f'attempts: shapes of {cfg.min_size}-{cfg.max_size} px (each '
+            f'box >= 4 px a side) overlapping at most {cfg.max_overlap} do '
+            f'not fit {cfg.min_shapes} at a time in {size} x {size} images. '
+            'Lower min_shapes or the sizes, or raise image_size or '
+            'max_overlap.')
     return _add_noise(rng, img, cfg.noise_std), objects
 
 
@@ -271,11 +284,32 @@ def write_classification_split(cfg: ShapesConfig, root: str, split: str,
 
 
 def make_shapes(root: str, cfg: ShapesConfig = ShapesConfig()) -> dict:
-    """Writes the whole data set under ``root`` (``det/`` and ``cls/``)."""
-    det, cls = osp.join(root, 'det'), osp.join(root, 'cls')
-    return dict(
-        det_train=write_detection_split(cfg, det, 'train', cfg.num_train),
-        det_val=write_detection_split(cfg, det, 'val', cfg.num_val),
-        cls_train=write_classification_split(cfg, cls, 'train',
-                                             cfg.num_cls_train),
-        cls_val=write_classification_split(cfg, cls, 'val', cfg.num_cls_val))
+    """Writes the whole data set under ``root`` (``det/`` and ``cls/``).
+
+    Everything is written into a staging directory under ``root`` first and
+    moved into place at the end, replacing any previous ``det/`` and
+    ``cls/``: an error (parameters that cannot be met, a full disk) or an
+    interruption leaves the previous data set as it was, never a mix.
+    """
+    os.makedirs(root, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix='.shapes-staging-', dir=root)
+    try:
+        det, cls = osp.join(staging, 'det'), osp.join(staging, 'cls')
+        files = dict(
+            det_train=write_detection_split(cfg, det, 'train', cfg.num_train),
+            det_val=write_detection_split(cfg, det, 'val', cfg.num_val),
+            cls_train=write_classification_split(cfg, cls, 'train',
+                                                 cfg.num_cls_train),
+            cls_val=write_classification_split(cfg, cls, 'val',
+                                               cfg.num_cls_val))
+        for name in ('det', 'cls'):
+            final = osp.join(root, name)
+            if osp.lexists(final):
+                os.rename(final, osp.join(staging, f'previous-{name}'))
+            os.rename(osp.join(staging, name), final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {
+        key: osp.join(root, osp.relpath(path, staging))
+        for key, path in files.items()
+    }

@@ -10,6 +10,7 @@ Output (deterministic for a given set of options):
 """
 import argparse
 import dataclasses
+import sys
 import time
 
 from mmlgc.datasets.shapes import ShapesConfig, make_shapes
@@ -30,12 +31,15 @@ def parse_args():
 
 def main():
     args = parse_args()
-    cfg = ShapesConfig(**{
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(ShapesConfig)
-    })
-    start = time.perf_counter()
-    files = make_shapes(args.out, cfg)
+    try:
+        cfg = ShapesConfig(**{
+            f.name: getattr(args, f.name)
+            for f in dataclasses.fields(ShapesConfig)
+        })
+        start = time.perf_counter()
+        files = make_shapes(args.out, cfg)
+    except ValueError as e:  # impossible parameters: the message, no traceback
+        sys.exit(f'make_shapes.py: error: {e}')
     print(f'shapes data written to {args.out} in '
           f'{time.perf_counter() - start:.1f}s:')
     for name, path in files.items():

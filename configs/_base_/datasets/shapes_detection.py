@@ -3,6 +3,9 @@
 _base_ = 'mmdet::_base_/datasets/coco_detection.py'
 
 data_root = 'data/shapes/det/'
+# mmdet's CocoDataset, with bad boxes, missing/empty image files and an empty
+# data set as clear errors at load time (mmlgc/datasets/checked_coco.py).
+dataset_type = 'mmlgc.CheckedCocoDataset'
 metainfo = dict(
     classes=('circle', 'square', 'triangle', 'cross'),
     palette=[(220, 20, 60), (0, 130, 200), (60, 180, 75), (255, 165, 0)])
@@ -31,6 +34,7 @@ train_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     dataset=dict(
+        type=dataset_type,
         data_root=data_root,
         metainfo=metainfo,
         ann_file='annotations/instances_train.json',
@@ -42,6 +46,7 @@ val_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     dataset=dict(
+        type=dataset_type,
         data_root=data_root,
         metainfo=metainfo,
         ann_file='annotations/instances_val.json',
