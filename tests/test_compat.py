@@ -1,6 +1,12 @@
 """Each fix in mmlgc.utils.compat, and a test that fails without it."""
+import contextlib
 import importlib.util
+import os
+import os.path as osp
 import pickle
+import resource
+import signal
+import stat
 
 import numpy as np
 import pytest
@@ -141,3 +147,102 @@ def test_coco_metric_runs_on_pinned_numpy(tiny_shapes):
     metric.process({}, samples)
     results = metric.evaluate(len(samples))
     assert results['coco/bbox_mAP'] == pytest.approx(1.0)
+
+
+@contextlib.contextmanager
+def disk_full_beyond(nbytes):
+    """Writes past ``nbytes`` of any file fail with ``OSError`` (EFBIG), as
+    on a full disk: a write interrupted halfway, whoever writes."""
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, limit[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path):
+    path = str(tmp_path / 'best_accuracy.pth')
+    save_checkpoint(dict(state_dict=dict(weight=torch.zeros(4))), path)
+    with open(path, 'rb') as f:
+        previous = f.read()
+    with disk_full_beyond(len(previous) + 512):
+        with pytest.raises(OSError):
+            save_checkpoint(dict(state_dict=dict(weight=torch.ones(10000))),
+                            path)
+    with open(path, 'rb') as f:
+        assert f.read() == previous
+    assert os.listdir(tmp_path) == ['best_accuracy.pth']  # no temp file
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask
+
+
+def test_last_checkpoint_names_only_complete_checkpoints(tmp_path):
+    """The second checkpoint of a run fails halfway (disk full): the run
+    stops, ``last_checkpoint`` still names the first, complete one, and no
+    partial file is left to be resumed from."""
+    from mmengine.hooks import Hook
+    from mmengine.model import BaseModel
+    from mmengine.runner import Runner
+
+    class Linear(BaseModel):
+
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(64, 64)
+
+        def forward(self, inputs, data_samples=None, mode='tensor'):
+            out = self.linear(torch.stack(inputs))
+            return dict(loss=out.square().mean()) if mode == 'loss' else out
+
+    class DiskFullsAtSecondCheckpoint(Hook):
+
+        def before_save_checkpoint(self, runner, checkpoint):
+            if runner.iter == 1:
+                stack.enter_context(disk_full_beyond(1024))
+
+    work_dir = str(tmp_path / 'work_dir')
+    runner = Runner(
+        model=Linear(),
+        work_dir=work_dir,
+        train_dataloader=dict(
+            dataset=[dict(inputs=torch.randn(64)) for _ in range(4)],
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            batch_size=2),
+        train_cfg=dict(by_epoch=False, max_iters=4),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=1,
+                            by_epoch=False)),
+        custom_hooks=[DiskFullsAtSecondCheckpoint()])
+    with contextlib.ExitStack() as stack, pytest.raises(OSError):
+        runner.train()
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        last = f.read()
+    assert last == osp.join(work_dir, 'iter_1.pth')
+    assert _load_checkpoint(last)['meta']['iter'] == 1
+    # No partial iter_2.pth, no temporary file.
+    assert sorted(f for f in os.listdir(work_dir)
+                  if f.endswith('.pth') or f.startswith('.')) == ['iter_1.pth']
+
+
+def test_atomic_write_keeps_the_previous_file_when_the_writer_fails(
+        tmp_path):
+    """``tools/deploy.py``, ``tools/sgcnn_group.py`` and
+    ``tools/model_converters`` write through ``atomic_write``: a writer
+    failing halfway (here ``torch.save`` of an unpicklable object, after the
+    first bytes) leaves the previous output as it was and nothing else."""
+    from mmlgc.utils.io import atomic_write
+    path = str(tmp_path / 'deployed.pth')
+    atomic_write(path, lambda tmp: torch.save(dict(w=torch.zeros(2)), tmp))
+    with open(path, 'rb') as f:
+        previous = f.read()
+    with pytest.raises(Exception):
+        atomic_write(path, lambda tmp: torch.save(
+            dict(w=torch.ones(1000), fn=lambda: None), tmp))
+    with open(path, 'rb') as f:
+        assert f.read() == previous
+    assert os.listdir(tmp_path) == ['deployed.pth']

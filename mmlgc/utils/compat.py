@@ -35,6 +35,12 @@ without it.
    ``mmlgc.utils.model_averaging`` copies each layer's declared
    ``discrete_state`` and every non-floating tensor instead (tests in
    ``tests/test_ema.py``).
+6. mmengine writes local files in place (``LocalBackend.put``): a run killed
+   or a disk filling up while ``save_checkpoint`` writes leaves a truncated
+   checkpoint, over the previous one if it had the same name
+   (``best_*.pth``, a re-run). ``mmlgc.utils.io.patch_mmengine_local_writes``
+   writes them to a temporary file and renames it; ``CheckpointHook`` writes
+   ``last_checkpoint`` only after that returns.
 
 numpy 2.4 removed names (``np.in1d``, ``np.float``) that a few mm* modules use
 off the detection and classification paths (retrieval metrics, pixel_group);
@@ -103,11 +109,12 @@ def check_stack():
 
 def apply():
     """Apply every fix; safe to call more than once."""
-    from . import exact_resume, model_averaging
+    from . import exact_resume, io, model_averaging
     from .checkpoint_checks import patch_mmengine_checkpoint_checks
     check_stack()
     patch_mmengine_checkpoint_loading()
     exact_resume.patch_default_hooks()
     exact_resume.patch_epoch_loop_resume()
     model_averaging.patch_model_averaging()
+    io.patch_mmengine_local_writes()
     patch_mmengine_checkpoint_checks()

@@ -1,21 +1,62 @@
-"""File writing shared by the tools."""
+"""Atomic file writing: shared by the tools, and mmengine's local file
+backend goes through it (``mmlgc.utils.compat``, fix 6)."""
 import os
 import os.path as osp
-import tempfile
+import uuid
 from typing import Callable
 
 
 def atomic_write(path: str, write: Callable[[str], None]) -> None:
     """``write(tmp)`` to a temporary file beside ``path``, then rename it
-    onto ``path``: readers never see a half-written file, and an interrupted
-    run leaves none behind."""
-    directory = osp.dirname(osp.abspath(path))
+    onto ``path``: readers never see a half-written file, an interrupted or
+    failed write leaves the previous ``path`` as it was, and none of the
+    temporary file behind.
+
+    The temporary name is hidden (``.name.<random>.ext``: globs such as
+    ``*.pth`` do not match it) and keeps the extension, which some writers
+    read (``Config.dump``); ``write`` creates it, so it gets the usual
+    permissions (umask), not ``mkstemp``'s owner-only ones.
+    """
+    directory, name = osp.split(osp.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=osp.splitext(path)[1])
-    os.close(fd)
+    stem, ext = osp.splitext(name)
+    tmp = osp.join(directory, f'.{stem}.{uuid.uuid4().hex[:12]}{ext}')
     try:
         write(tmp)
         os.replace(tmp, path)
     finally:
         if osp.exists(tmp):
             os.remove(tmp)
+
+
+def _write_bytes(data: bytes, mode: str = 'wb', **kwargs):
+
+    def write(tmp):
+        with open(tmp, mode, **kwargs) as f:
+            f.write(data)
+
+    return write
+
+
+def patch_mmengine_local_writes() -> None:
+    """Fix 6: mmengine's ``LocalBackend.put``/``put_text`` (every local
+    checkpoint ``save_checkpoint`` writes, ``CheckpointHook`` and
+    ``Runner.save_checkpoint`` included, and ``mmengine.dump``) write
+    through :func:`atomic_write` (idempotent)."""
+    from mmengine.fileio.backends import LocalBackend
+    if getattr(LocalBackend.put, '_mmlgc_atomic', False):
+        return
+
+    def put(self, obj: bytes, filepath) -> None:
+        atomic_write(str(filepath), _write_bytes(obj))
+
+    def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
+        atomic_write(str(filepath), _write_bytes(obj, 'w',
+                                                 encoding=encoding))
+
+    for method, original in ((put, LocalBackend.put),
+                             (put_text, LocalBackend.put_text)):
+        method.__doc__ = (original.__doc__ or '') + (
+            '\n        mmlgc: written atomically (temporary file + rename).')
+        method._mmlgc_atomic = True
+    LocalBackend.put, LocalBackend.put_text = put, put_text

@@ -29,8 +29,9 @@ class RandomStateHook(Hook):
     ``default_hooks=dict(random_state=None)``).
 
     The states are restored as training starts again (``before_train``,
-    highest priority: before any data is loaded); a resume in the middle of an epoch skips the finished
-    batches without drawing (``mmlgc.utils.compat``). Validation inside
+    highest priority: before any data is loaded); a resume in the middle of
+    an epoch skips the finished batches without drawing
+    (``mmlgc.utils.exact_resume``). Validation inside
     training leaves the generators as it found them, so an epoch checkpoint
     taken before a validation continues as the run that validated.
 
