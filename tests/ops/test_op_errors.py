@@ -145,6 +145,17 @@ def _geometry_mutations(torch, rng, a):
     return name
 
 
+def _other_device(torch, rng, a, names):
+    """With a GPU, now and then one of the tensors ``names`` of ``a`` moves
+    to it while the input stays on the CPU: the regex of the error, or None.
+    (Without a GPU no random number is drawn: the CPU cases stay the same.)"""
+    if not torch.cuda.is_available() or rng.random() >= 0.15:
+        return None
+    name = rng.choice([k for k in names if a.get(k) is not None])
+    a[name] = a[name].cuda()
+    return f'{name} is on cuda'
+
+
 def _conv_input_mutations(torch, rng, a):
     x = a['input']
     kind = rng.choice(['rank', 'dtype', 'too small'])
@@ -184,6 +195,10 @@ def broken_dynamic(torch, rng, gen, backward=False):
     n, c = a['input'].shape[:2]
     o, groups = a['weight'].shape[0], a['mask'].shape[1]
     grad_out = _output_shape(torch, a, o, a['weight'].shape[2])
+    moved = _other_device(torch, rng, a, ['weight', 'mask', 'out_mask'] +
+                          ([] if backward else ['bias']))
+    if moved:
+        return a, moved, grad_out
     kind = rng.choice(['input', 'weight', 'mask', 'out_mask', 'geometry'] +
                       ([] if backward else ['bias']))
     if kind == 'input':
@@ -238,6 +253,10 @@ def broken_ragged(torch, rng, gen, backward=False):
     c = a['input'].shape[1]
     grad_out = _output_shape(torch, a, sum(a['out_sizes']),
                              a['kernel_size'][0])
+    moved = _other_device(torch, rng, a, ['weight', 'in_index'] +
+                          ([] if backward else ['bias']))
+    if moved:
+        return a, moved, grad_out
     kind = rng.choice(['input', 'weight', 'in_index', 'sizes', 'kernel_size',
                        'geometry'] + ([] if backward else ['bias']))
     if kind == 'input':
@@ -305,6 +324,9 @@ def broken_ragged(torch, rng, gen, backward=False):
 
 def broken_gather(torch, rng, gen):
     a = gather_args(torch, rng, gen)
+    moved = _other_device(torch, rng, a, ['index'])
+    if moved:
+        return a, moved
     x, idx = a['input'], a['index']
     n, c = x.shape[:2]
     kind = rng.choice(['input', 'index', 'range'])
