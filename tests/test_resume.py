@@ -262,3 +262,52 @@ def test_classifier_checkpoint_into_detector_and_through_deploy(
         features = deployed.eval().extract_feat(image)
     for a, b in zip(expected, features):
         assert ((b - a).abs().max() / a.abs().max()).item() <= 1e-6
+
+
+class _FakeRunner:
+    """What RandomStateHook reads from mmengine's Runner."""
+
+    def __init__(self, iter, sampler_seed):
+        sampler = type('Sampler', (), {'seed': sampler_seed})()
+        loader = type('Loader', (), {'sampler': sampler})()
+        self.iter = iter
+        self.train_loop = type('Loop', (), {'dataloader': loader})()
+
+
+def test_random_state_hook_restores_on_resume_only():
+    from mmlgc.engine import RandomStateHook
+    hook, saved = RandomStateHook(), dict(meta=dict(iter=5))
+    torch.manual_seed(1)
+    hook.before_save_checkpoint(_FakeRunner(5, sampler_seed=7), saved)
+    expected = torch.rand(3)
+
+    # `load_from`: a new run (iteration 0) keeps its own seed.
+    torch.manual_seed(2)
+    hook.after_load_checkpoint(_FakeRunner(0, 9), saved)
+    hook.before_train(_FakeRunner(0, 9))
+    assert not torch.equal(torch.rand(3), expected)
+
+    # `--resume`: the run continues at the checkpoint's iteration.
+    torch.manual_seed(2)
+    resumed = _FakeRunner(5, sampler_seed=9)
+    hook.after_load_checkpoint(resumed, saved)
+    hook.before_train(resumed)
+    assert torch.equal(torch.rand(3), expected)
+    assert resumed.train_loop.dataloader.sampler.seed == 7
+
+
+def test_validation_inside_training_does_not_move_the_generators():
+    """So an epoch checkpoint, taken before the validation that follows
+    it, continues as the run that validated."""
+    from mmlgc.engine import RandomStateHook
+    hook = RandomStateHook()
+    torch.manual_seed(3)
+    np.random.seed(3)
+    expected = (torch.rand(2), np.random.rand(2))
+    torch.manual_seed(3)
+    np.random.seed(3)
+    hook.before_val(None)
+    torch.rand(5), np.random.rand(5)  # what validation draws
+    hook.after_val(None)
+    assert torch.equal(torch.rand(2), expected[0])
+    assert np.array_equal(np.random.rand(2), expected[1])
