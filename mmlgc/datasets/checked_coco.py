@@ -150,9 +150,10 @@ class CheckedCocoDataset(CocoDataset):
         problems = ([f'missing: {m}' for m in missing] +
                     [f'empty (0 bytes): {e}' for e in empty])
         if problems:
+            prefix = self.data_prefix['img']
             raise FileNotFoundError(
                 _report(self.ann_file, problems, 'image files missing or '
-                        f"empty (under data_prefix {self.data_prefix['img']!r})"))
+                        f'empty (under data_prefix {prefix!r})'))
 
     def filter_data(self) -> List[dict]:
         kept = super().filter_data()

@@ -467,7 +467,8 @@ def check_well_formed(torch, ops, reference, rng, gen, which):
         if want is None:
             want = torch.zeros_like(got)
         if got.shape != want.shape:
-            return f'output {i}: shape {tuple(got.shape)} != {tuple(want.shape)}'
+            return (f'output {i}: shape {tuple(got.shape)} != '
+                    f'{tuple(want.shape)}')
         if got.numel():
             scale = max(want.abs().max().item(), 1.0)
             err = (got - want).abs().max().item() / scale
