@@ -25,7 +25,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from mmlgc.layers import AllReduceSyncBatchNorm, BinaryConcreteGate, DGCConv
+from mmlgc.layers import BinaryConcreteGate, DGCConv
 
 
 @TASK_UTILS.register_module()
@@ -101,9 +101,7 @@ class RankProbeHook(Hook):
                        var=m.running_var.tolist(),
                        type=type(m).__name__)
             for name, m in model.named_modules()
-            if isinstance(m, AllReduceSyncBatchNorm) or (
-                'generator' in name and isinstance(
-                    m, torch.nn.modules.batchnorm._BatchNorm))
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
         }
 
     def after_run(self, runner):
