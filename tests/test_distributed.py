@@ -27,6 +27,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import REPO, data_options
 
 pytestmark = pytest.mark.slow
@@ -92,11 +93,6 @@ def options(tiny_shapes, batch_size, *extra):
         'model.train_cfg.rcnn.sampler.type=ImageSeededRandomSampler',
         'optim_wrapper.optimizer.lr=0.', 'model.backbone.init_cfg=None',
         'default_hooks.logger.interval=1', 'randomness.seed=0', *extra,
-        # mmlgc's RandomStateHook all_gathers in before_save_checkpoint,
-        # which mmengine calls on rank 0 only (Runner.save_checkpoint is
-        # master_only): every multi-process run deadlocks at its first
-        # checkpoint. Off here until that hook is fixed (reported).
-        'default_hooks.random_state=None',
         *data_options(tiny_shapes, 'det', two_stage=True)
     ]
 
@@ -198,6 +194,12 @@ def test_msgc_two_processes_match_one(msgc_runs):
     # 16 generator BNs in stages 2-4 of ResNet-18 (stage 1 is frozen).
     assert_synced_norms(one, two, min_count=12)
     assert_written_once(one, two)
+    # RandomStateHook gathered both ranks' states for rank 0 to save (its
+    # collective used to run on rank 0 alone and deadlocked).
+    _, _, _, _, two_dir = msgc_runs[1]
+    meta = torch.load(osp.join(two_dir, 'epoch_1.pth'),
+                      weights_only=False)['meta']
+    assert len(meta['random_states']) == 2
     # Evaluation gathered: the same COCO figures as one process.
     assert coco_line(out_two) == coco_line(out_one)
 

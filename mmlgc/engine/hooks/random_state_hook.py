@@ -1,9 +1,10 @@
 """Random generator states in checkpoints, so that ``--resume`` continues
 exactly the run it resumes."""
+import logging
 from typing import Optional
 
 from mmengine.dist import all_gather_object, get_rank, get_world_size
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 
 from ...registry import HOOKS
@@ -35,6 +36,11 @@ class RandomStateHook(Hook):
     training leaves the generators as it found them, so an epoch checkpoint
     taken before a validation continues as the run that validated.
 
+    With several processes, the states are gathered from every rank (a
+    collective) at each epoch end and at each iteration end where an
+    iteration-based ``CheckpointHook`` saves: mmengine calls
+    ``before_save_checkpoint`` on rank 0 only, where no collective can run.
+
     Not restored: the generators of data loader *worker processes*
     (``num_workers > 0``), which live in processes that end with the run; a
     resumed run's workers start from their seeds.
@@ -45,6 +51,9 @@ class RandomStateHook(Hook):
     def __init__(self):
         self._resumed: Optional[dict] = None  # the loaded checkpoint's meta
         self._state_before_val: Optional[dict] = None
+        # Every rank's states, gathered at iteration ``_gathered_iter``.
+        self._gathered: Optional[list] = None
+        self._gathered_iter: Optional[int] = None
 
     @staticmethod
     def _train_sampler(runner):
@@ -52,11 +61,42 @@ class RandomStateHook(Hook):
         loader = getattr(loop, 'dataloader', None)
         return getattr(loader, 'sampler', None)
 
+    def _gather(self, runner) -> None:
+        self._gathered = all_gather_object(get_random_state())
+        self._gathered_iter = runner.iter
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        if get_world_size() > 1 and any(
+                hook.every_n_train_iters(runner, hook.interval,
+                                         hook.save_begin)
+                or (hook.save_last and hook.is_last_train_iter(runner))
+                for hook in runner.hooks
+                if isinstance(hook, CheckpointHook) and not hook.by_epoch):
+            self._gather(runner)
+
+    def after_train_epoch(self, runner) -> None:
+        # Every epoch, not only where a checkpoint is due: ``save_best``
+        # checkpoints follow the validation of any epoch.
+        if get_world_size() > 1:
+            self._gather(runner)
+
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        # Collective: every rank reaches here (Runner.save_checkpoint), rank
-        # 0 writes the file.
-        checkpoint['meta'][RANDOM_STATE_KEY] = all_gather_object(
-            get_random_state())
+        # Rank 0 only (Runner.save_checkpoint is master_only).
+        if get_world_size() == 1:
+            states = [get_random_state()]
+        elif self._gathered_iter == runner.iter:
+            states = self._gathered
+        else:
+            states = None
+            print_log(
+                f'RandomStateHook: no random states of the {get_world_size()} '
+                f'processes were gathered at iteration {runner.iter}: this '
+                'checkpoint holds none, and a run resumed from it draws '
+                'differently from this one.', logger='current',
+                level=logging.WARNING)
+        if states is not None:
+            checkpoint['meta'][RANDOM_STATE_KEY] = states
         seed = getattr(self._train_sampler(runner), 'seed', None)
         if seed is not None:
             checkpoint['meta'][SAMPLER_SEED_KEY] = seed
