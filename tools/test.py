@@ -117,7 +117,7 @@ def main():
         raise SystemExit(f'--out must be a .pkl file, got {args.out}')
     cfg.load_from = args.checkpoint
     try:
-        check_config_checkpoints(cfg)
+        check_config_checkpoints(cfg, init_cfgs=False)
     except (OSError, CheckpointError) as error:
         raise SystemExit(f'error: {error}')  # before any work dir or log
 

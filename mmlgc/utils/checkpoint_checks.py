@@ -359,9 +359,12 @@ def patch_mmengine_checkpoint_checks() -> None:
         checked_load_with_prefix
 
 
-def local_checkpoints_in_config(cfg) -> List[Tuple[str, str]]:
+def local_checkpoints_in_config(cfg,
+                                init_cfgs: bool = True
+                                ) -> List[Tuple[str, str]]:
     """``(where, path)`` of every local checkpoint a config loads:
-    ``load_from`` and each ``init_cfg=dict(type='Pretrained', ...)``."""
+    ``load_from`` and (``init_cfgs``) each
+    ``init_cfg=dict(type='Pretrained', ...)``."""
     found = []
 
     def visit(node, where):
@@ -375,17 +378,20 @@ def local_checkpoints_in_config(cfg) -> List[Tuple[str, str]]:
             for index, value in enumerate(node):
                 visit(value, f'{where}[{index}]')
 
-    visit(cfg.get('model'), 'model')
+    if init_cfgs:
+        visit(cfg.get('model'), 'model')
     if cfg.get('load_from'):
         found.append(('load_from', cfg.load_from))
     return [(where, path) for where, path in found if _is_local(path)]
 
 
-def check_config_checkpoints(cfg) -> None:
+def check_config_checkpoints(cfg, init_cfgs: bool = True) -> None:
     """Fail before a run starts (no work dir, no logs) if a checkpoint the
     config loads is missing, empty or truncated; the error names the config
-    entry. (The CRCs are checked when the file is read.)"""
-    for where, path in local_checkpoints_in_config(cfg):
+    entry. (The CRCs are checked when the file is read.) ``init_cfgs=False``
+    checks ``load_from`` only: testing never initialises weights, so the
+    ``Pretrained`` checkpoints of training need not exist."""
+    for where, path in local_checkpoints_in_config(cfg, init_cfgs):
         try:
             check_checkpoint_file(path, verify_crc=False)
         except (OSError, CheckpointError) as error:
