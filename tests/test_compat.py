@@ -108,7 +108,8 @@ def test_mmcv_version_mmdet_rejects_is_a_clear_error(monkeypatch, version):
 
 
 def test_mmdet_and_mmpretrain_bases_resolve(repo_root):
-    """``mmdet::``/``mmpretrain::`` bases need pkg_resources (setuptools<82)."""
+    """``mmdet::``/``mmpretrain::`` bases need pkg_resources
+    (setuptools<82)."""
     from mmengine.config import Config
     det = Config.fromfile(f'{repo_root}/configs/retinanet_r18_shapes.py')
     assert det.model.type == 'RetinaNet' and det.default_scope == 'mmdet'
@@ -227,6 +228,23 @@ def test_last_checkpoint_names_only_complete_checkpoints(tmp_path):
     # No partial iter_2.pth, no temporary file.
     assert sorted(f for f in os.listdir(work_dir)
                   if f.endswith('.pth') or f.startswith('.')) == ['iter_1.pth']
+
+
+def test_last_checkpoint_file_is_replaced_atomically(tmp_path):
+    """CheckpointHook writes ``last_checkpoint`` with ``open(.., 'w')``: a
+    write failing halfway (here: a non-str) kept the old name, not an empty
+    file that ``--resume`` reads as no checkpoint."""
+    from mmengine.hooks import checkpoint_hook
+    path = tmp_path / 'last_checkpoint'
+    path.write_text('work_dir/epoch_1.pth')
+    with pytest.raises(TypeError):
+        with checkpoint_hook.open(str(path), 'w') as f:
+            f.write(2)
+    assert path.read_text() == 'work_dir/epoch_1.pth'
+    assert os.listdir(tmp_path) == ['last_checkpoint']
+    with checkpoint_hook.open(str(path), 'w') as f:
+        f.write('work_dir/epoch_2.pth')
+    assert path.read_text() == 'work_dir/epoch_2.pth'
 
 
 def test_atomic_write_keeps_the_previous_file_when_the_writer_fails(
