@@ -46,9 +46,11 @@ def test_get_flops_reports_modules_with_grouped_neck(run_tool, tmp_path):
     # Fresh eval gates (logit 2 >= 0) open every channel: dense plus the
     # generators and their pooling.
     assert 1 < neck['ratio'] < 1.02
-    # The analyzer's neck: the same convs dense-equivalent (no norms).
+    # The analyzer's neck: the same convs dense-equivalent (no norms); it
+    # also counts a little mmlgc's dense figure leaves out (1.6 % of the
+    # shapes configs' 64-channel neck at 96x128; under 1 % at 128).
     assert modules['neck']['analyzer_flops'] == pytest.approx(
-        neck['dense'], rel=0.01)
+        neck['dense'], rel=0.025)
     whole = report['whole_model']
     assert whole['dense'] == report['analyzer']['model_flops']
     assert whole['dense'] - whole['dynamic'] == pytest.approx(
