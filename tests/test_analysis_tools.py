@@ -250,15 +250,20 @@ def test_tensorboard_backend_logs_budget_scalars(run_tool, tiny_shapes,
     assert targets[0] == 1.0 and targets[-1] < 1.0
 
 
-def test_benchmark_model_times_a_grouped_neck_against_mmdet_fpn(
-        run_tool, tmp_path):
-    """A grouped-neck config: the dense counterpart has mmdet's FPN (not
-    the grouped neck), and the neck gets its own scope."""
+def _benchmark_tool():
     import importlib.util
     spec = importlib.util.spec_from_file_location(
         'benchmark_model', 'tools/analysis/benchmark_model.py')
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
+    return tool
+
+
+def test_benchmark_model_times_a_grouped_neck_against_mmdet_fpn(
+        run_tool, tmp_path):
+    """A grouped-neck config: the dense counterpart has mmdet's FPN (not
+    the grouped neck), and the neck gets its own scope."""
+    tool = _benchmark_tool()
     config = 'configs/msgc_faster_rcnn_r18_msgcfpn_shapes.py'
     model, dense, _ = tool.build_from_config(config, None)
     assert type(model.neck).__name__ == 'MSGCFPN'
@@ -274,3 +279,57 @@ def test_benchmark_model_times_a_grouped_neck_against_mmdet_fpn(
     assert [r['scope'] for r in rows] == ['backbone', 'neck', 'detector']
     for row in rows:
         assert set(row['ms']) == {'dense', 'masked', 'deployed'}
+
+
+def test_benchmark_model_detector_forms_get_the_same_head_work(
+        repo_root, run_tool, tmp_path):
+    """The detector scope's forms differ only in the backbone: the dense
+    form can be the trained dense detector (``--dense-checkpoint``), and
+    every form's heads post-process a fixed number of boxes (the RPN's
+    ``max_per_img`` proposals, the RoI head's ``max_per_img`` detections)
+    whatever its scores."""
+    from mmlgc.utils.inputs import random_batch
+    tool = _benchmark_tool()
+    grouped = _fresh_checkpoint(repo_root,
+                                'configs/msgc_faster_rcnn_r18_shapes.py',
+                                tmp_path / 'msgc.pth')
+    dense_ckpt = _fresh_checkpoint(repo_root,
+                                   'configs/faster_rcnn_r18_shapes.py',
+                                   tmp_path / 'dense.pth')
+    model, dense, cfg = tool.build_from_config(
+        'configs/msgc_faster_rcnn_r18_shapes.py', grouped,
+        dense_checkpoint=dense_ckpt)
+    expected = torch.load(dense_ckpt)['state_dict']
+    for key, value in dense.state_dict().items():
+        assert torch.equal(value, expected[key]), key
+
+    torch.manual_seed(0)
+    inputs = random_batch(cfg, 1, 96, 96)
+    forms = tool.three_forms(model, dense)
+    # Outputs as degenerate as the gates-open dense form's: every proposal
+    # the whole image (NMS keeps one per level), every box background.
+    with torch.no_grad():
+        forms['dense'].rpn_head.rpn_reg.weight.zero_()
+        forms['dense'].rpn_head.rpn_reg.bias.view(-1, 4)[:, 2:] = 10.
+        forms['dense'].roi_head.bbox_head.fc_cls.bias[-1] = 100.
+
+    def counts(form):
+        with torch.no_grad():
+            features = form.extract_feat(inputs['inputs'])
+            proposals = form.rpn_head.predict(
+                features, inputs['data_samples'], rescale=False)
+            results = form(**inputs, mode='predict')
+        return len(proposals[0]), len(results[0].pred_instances)
+
+    full = (model.rpn_head.test_cfg.max_per_img,
+            model.roi_head.test_cfg.max_per_img)
+    as_configured = counts(forms['dense'])
+    assert as_configured[0] < full[0] and as_configured[1] < full[1]
+    for name, form in forms.items():
+        assert counts(tool.same_head_work(form)) == full, name
+
+    result = run_tool('tools/analysis/benchmark_model.py', '--config',
+                      'configs/msgc_faster_rcnn_r18_shapes.py',
+                      '--dense-checkpoint', dense_ckpt)
+    assert result.returncode != 0
+    assert '--dense-checkpoint' in result.stderr, result.stderr[-2000:]

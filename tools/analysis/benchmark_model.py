@@ -35,11 +35,27 @@ the same work as per-sample masks would.
 The dense counterpart is the mm* backbone of the same architecture with the
 grouped model's conv weights. For MSGC it computes what the MSGC model
 computes with every gate open; a DGC model (pre-activation norms, gates) is
-a different function, so its whole-detector figure includes heads that see
-other proposals: compare DGC on the backbone scope. A grouped neck
+a different function. ``--dense-checkpoint`` loads a trained dense baseline
+into it instead (the comparison a user makes: their dense detector against
+their grouped one, e.g. ``tools/demo.py``'s). A grouped neck
 (``MSGCFPN``, ``DGCFPN``, ``FLGCFPN``) has mmdet's ``FPN`` with its
 arguments as dense counterpart, and a ``neck`` scope: each form's neck on
 the same (dense) backbone features.
+
+The ``detector`` scope gives every form's heads the same work: each
+head's post-processing runs with score threshold -1 and NMS IoU threshold
+1, so the RoI head gets exactly the RPN's ``max_per_img`` proposals and the
+last NMS sees every box, whatever the scores. Without this, the work after
+the backbone follows each form's scores, not its cost: the dense
+counterpart of a gated model computes with every gate open, features the
+heads were never trained on (the shapes demo's MSGC Faster R-CNN: 46 RPN
+proposals and 0 detections dense, 300 and 36 masked/deployed, which made the
+dense detector 2.2x faster than the masked one). ``--config-test-cfg`` times
+the config's own ``test_cfg`` instead. What remains form-dependent is
+the boxes' sizes (RoIAlign's adaptive sampling grid grows with a box):
+with the gates-open dense form, whose proposals are degenerate, the RoI
+head's time still differs by ~40%; ``--dense-checkpoint`` gives a dense
+form whose proposals are a trained model's.
 
 Timing: median over ``--rounds`` rounds; in each round the forms run in a
 rotating order, each timed on the second of two back-to-back calls (its own
@@ -112,6 +128,11 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--config', help='an mmlgc detector/classifier config')
     parser.add_argument('--checkpoint', help='its trained checkpoint')
+    parser.add_argument('--dense-checkpoint',
+                        help='with --checkpoint: the trained dense baseline '
+                        '(e.g. faster_rcnn_r18_shapes) as the dense form, '
+                        'instead of the grouped model\'s weights in the '
+                        'dense architecture')
     parser.add_argument('--backbone', choices=sorted(BACKBONES),
                         default='resnet50',
                         help='without --config: which MSGC backbone')
@@ -126,6 +147,10 @@ def parse_args():
     parser.add_argument('--rounds', type=int, default=7)
     parser.add_argument('--no-detector', action='store_true',
                         help='with --config: time the backbone only')
+    parser.add_argument('--config-test-cfg', action='store_true',
+                        help='detector scope: post-process with the '
+                        'config\'s test_cfg (work then follows each form\'s '
+                        'scores) instead of the same work for every form')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default='work_dirs/benchmark_model.json')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -167,7 +192,8 @@ def dense_neck_cfg(cfg):
     }
 
 
-def build_from_config(path, checkpoint, cfg_options=None):
+def build_from_config(path, checkpoint, cfg_options=None,
+                      dense_checkpoint=None):
     """(grouped model, dense model, cfg) from an mmlgc config: the same
     config with the backbone (and a grouped neck) swapped for its dense
     counterpart."""
@@ -183,6 +209,9 @@ def build_from_config(path, checkpoint, cfg_options=None):
         load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
         # The dense model shares every weight the MSGC model has.
         load_shared_weights(dense, model)
+    if dense_checkpoint:
+        load_checkpoint(dense, dense_checkpoint, map_location='cpu',
+                        strict=True)
     return model, dense, cfg
 
 
@@ -317,6 +346,29 @@ def detector_call(model):
     return lambda inputs: model(**inputs, mode='predict')
 
 
+def same_head_work(model):
+    """Set every head's post-processing to work independent of scores:
+    ``score_thr`` -1 (below every score, even one that underflowed to 0) and
+    NMS ``iou_threshold`` 1 (a box is suppressed only
+    by an IoU above the threshold), so each stage keeps its ``nms_pre`` /
+    ``max_per_img`` boxes. Returns ``model``."""
+
+    def update(cfg):
+        for key, value in cfg.items():
+            if key == 'score_thr':
+                cfg[key] = -1.
+            elif key == 'iou_threshold':
+                cfg[key] = 1.
+            elif isinstance(value, dict):
+                update(value)
+
+    for module in model.modules():
+        test_cfg = getattr(module, 'test_cfg', None)
+        if isinstance(test_cfg, dict):
+            update(test_cfg)
+    return model
+
+
 def time_scopes(name, scopes, inputs, ratio, density, args):
     """Time every scope, print one line each; returns the result rows."""
     rows = []
@@ -346,9 +398,13 @@ def main():
     if args.checkpoint and not args.config:
         raise SystemExit('--checkpoint needs the --config it was trained '
                          'with')
+    if args.dense_checkpoint and not args.checkpoint:
+        raise SystemExit('--dense-checkpoint is the baseline of a trained '
+                         'model: give its --checkpoint too')
     if args.config:
-        model, dense, cfg = build_from_config(args.config, args.checkpoint,
-                                              args.cfg_options)
+        model, dense, cfg = build_from_config(
+            args.config, args.checkpoint, args.cfg_options,
+            args.dense_checkpoint)
         name = osp.splitext(osp.basename(args.config))[0]
     else:
         cls, kwargs = BACKBONES[args.backbone]
@@ -387,8 +443,10 @@ def main():
             scopes['neck'] = {
                 k: neck_call(v, features) for k, v in forms.items()}
         if isinstance(inputs, dict) and not args.no_detector:
+            heads = (lambda m: m) if args.config_test_cfg else same_head_work
             scopes['detector'] = {
-                k: detector_call(v) for k, v in forms.items()}
+                k: detector_call(heads(copy.deepcopy(v)))
+                for k, v in forms.items()}
         results += time_scopes(name, scopes, inputs, ratio, density, args)
     if args.out:
         os.makedirs(osp.dirname(args.out) or '.', exist_ok=True)
