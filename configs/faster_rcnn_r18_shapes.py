@@ -6,23 +6,25 @@ _base_ = [
     './_base_/schedules/shapes_detection.py',
     'mmdet::_base_/default_runtime.py',
 ]
-pretrained = 'work_dirs/resnet18_shapes/epoch_4.pth'
+pretrained = 'work_dirs/resnet18_shapes/epoch_2.pth'
 
 model = dict(
     backbone=dict(
         depth=18,
         init_cfg=dict(
             type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
-    neck=dict(in_channels=[64, 128, 256, 512], out_channels=128),
+    # 64-channel FPN and heads: 4 classes of plain shapes need no more, and
+    # a training step takes 0.75 s against 1.23 s at 128 channels (2 cores).
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=64),
     rpn_head=dict(
-        in_channels=128,
-        feat_channels=128,
+        in_channels=64,
+        feat_channels=64,
         # Objects are 12-56 px: anchors of 16 px at P2 (stride 4).
         anchor_generator=dict(scales=[4])),
     roi_head=dict(
         bbox_roi_extractor=dict(
-            out_channels=128, roi_layer=dict(sampling_ratio=2)),
-        bbox_head=dict(in_channels=128, fc_out_channels=256, num_classes=4)),
+            out_channels=64, roi_layer=dict(sampling_ratio=2)),
+        bbox_head=dict(in_channels=64, fc_out_channels=256, num_classes=4)),
     # 1-5 objects an image: 64 sampled RoIs (16 positive) are ample, and on
     # a CPU mmcv's RoIAlign backward and the box head scale with the RoIs
     # (1.15 s a training step here, against 2.4 s with mmdet's 512).

@@ -6,18 +6,19 @@ _base_ = [
     './_base_/schedules/shapes_detection.py',
     'mmdet::_base_/default_runtime.py',
 ]
-pretrained = 'work_dirs/resnet18_shapes/epoch_4.pth'
+pretrained = 'work_dirs/resnet18_shapes/epoch_2.pth'
 
 model = dict(
     backbone=dict(
         depth=18,
         init_cfg=dict(
             type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
-    neck=dict(in_channels=[64, 128, 256, 512], out_channels=128),
+    # 64 channels, as configs/faster_rcnn_r18_shapes.py.
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=64),
     bbox_head=dict(
         num_classes=4,
-        in_channels=128,
-        feat_channels=128,
+        in_channels=64,
+        feat_channels=64,
         stacked_convs=2,
         # Objects are 12-56 px: the smallest anchors are 16-25 px at P3.
         anchor_generator=dict(octave_base_scale=2)))

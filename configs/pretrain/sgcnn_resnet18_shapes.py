@@ -7,7 +7,7 @@
 # ./sgcnn_resnet50_8xb32_in1k.py).
 _base_ = './resnet18_shapes.py'
 custom_imports = dict(imports=['mmlgc'], allow_failed_imports=False)
-dense = 'work_dirs/resnet18_shapes/epoch_4.pth'
+dense = 'work_dirs/resnet18_shapes/epoch_2.pth'
 max_epochs = 2
 
 model = dict(
