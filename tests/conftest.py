@@ -1,8 +1,10 @@
 import os.path as osp
+import pickle
 import subprocess
 import sys
 
 import pytest
+import torch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -102,3 +104,34 @@ def det_sample(size=64):
         bboxes=torch.tensor([[4.0, 4.0, 40.0, 30.0]]),
         labels=torch.tensor([1]))
     return sample
+
+
+def assert_same_detections(expected_pkl, actual_pkl, top=20):
+    """Two ``tools/test.py --out`` results hold the same detections up to
+    float rounding (a deployed model against the trained one): per image
+    the ``top`` best scores agree, and each of the actual top boxes has an
+    expected box of the same label and nearly the same score and
+    coordinates. Order is not compared: detections of nearly tied scores
+    may swap places under rounding."""
+
+    def load(path):
+        with open(path, 'rb') as f:
+            return sorted(pickle.load(f), key=lambda p: p['img_id'])
+
+    expected, actual = load(expected_pkl), load(actual_pkl)
+    assert [p['img_id'] for p in actual] == [p['img_id'] for p in expected]
+    for a, b in zip(expected, actual):
+        pa, pb = a['pred_instances'], b['pred_instances']
+        n = min(len(pa['scores']), len(pb['scores']), top)
+        torch.testing.assert_close(pb['scores'][:n], pa['scores'][:n],
+                                   rtol=1e-3, atol=1e-4)
+        for i in range(n):
+            score, box = pb['scores'][i], pb['bboxes'][i]
+            match = ((pa['labels'] == pb['labels'][i])
+                     & ((pa['scores'] - score).abs() <= 1e-3 * score + 1e-4)
+                     & ((pa['bboxes'] - box).abs()
+                        <= 1e-2 + 1e-3 * box.abs()).all(dim=1))
+            assert match.any(), (f'image {a["img_id"]}: detection {i} '
+                                 f'(label {int(pb["labels"][i])}, score '
+                                 f'{float(score):.4f}, box {box.tolist()}) '
+                                 'has no expected counterpart')

@@ -1,8 +1,11 @@
 """Run by ``tests/test_distributed.py`` under torchrun (2 CPU processes,
 gloo): :class:`mmlgc.layers.AllReduceSyncBatchNorm` on each rank's half of a
 batch gives the outputs, running statistics and gradients of a plain batch
-norm on the whole batch. Prints one JSON line of the largest differences."""
+norm on the whole batch. Each rank writes its largest differences to
+``$SYNCBN_OUT/rank<r>.json`` (torchrun interleaves the ranks' stdout)."""
 import json
+import os
+import os.path as osp
 
 import torch
 import torch.distributed as dist
@@ -55,7 +58,9 @@ def main():
         report['torch_sync_bn_on_cpu'] = 'runs'
     except ValueError as error:
         report['torch_sync_bn_on_cpu'] = str(error)
-    print('SYNCBN ' + json.dumps(dict(rank=rank, **report)), flush=True)
+    with open(osp.join(os.environ['SYNCBN_OUT'], f'rank{rank}.json'),
+              'w') as f:
+        json.dump(dict(rank=rank, **report), f)
     dist.destroy_process_group()
 
 

@@ -9,11 +9,10 @@ Slow (minutes): marked ``slow``.
 import glob
 import json
 import os.path as osp
-import pickle
 
 import pytest
 import torch
-from conftest import data_options
+from conftest import assert_same_detections, data_options
 
 pytestmark = pytest.mark.slow
 
@@ -42,11 +41,6 @@ def flgc_backbone(tmp_path_factory, tiny_shapes, run_tool,
                  if 'flgc_moved' in line]
     assert moved and moved[-1] > 0  # 8 iterations moved some groups
     return osp.join(work_dir, 'epoch_1.pth')
-
-
-def _predictions(path):
-    with open(path, 'rb') as f:
-        return sorted(pickle.load(f), key=lambda p: p['img_id'])
 
 
 def test_detector_trains_tests_and_deploys(flgc_backbone, tmp_path,
@@ -78,11 +72,4 @@ def test_detector_trains_tests_and_deploys(flgc_backbone, tmp_path,
                       deployed, '--work-dir', str(tmp_path / 'test_deployed'),
                       '--out', deployed_out, '--cfg-options', *data)
     assert result.returncode == 0, result.stderr[-3000:]
-    for a, b in zip(_predictions(trained_out), _predictions(deployed_out),
-                    strict=True):
-        pa, pb = a['pred_instances'], b['pred_instances']
-        top = min(len(pa['scores']), len(pb['scores']), 20)
-        torch.testing.assert_close(pb['scores'][:top], pa['scores'][:top],
-                                   rtol=1e-3, atol=1e-4)
-        torch.testing.assert_close(pb['bboxes'][:top], pa['bboxes'][:top],
-                                   rtol=1e-3, atol=1e-2)
+    assert_same_detections(trained_out, deployed_out)

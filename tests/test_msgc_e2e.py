@@ -10,11 +10,10 @@ Slow (minutes): marked ``slow``; CI runs it.
 import glob
 import json
 import os.path as osp
-import pickle
 
 import pytest
 import torch
-from conftest import data_options
+from conftest import assert_same_detections, data_options
 
 pytestmark = pytest.mark.slow
 
@@ -104,11 +103,6 @@ def test_resume_continues_the_budget_schedule(trained_detector, tmp_path,
         assert target == pytest.approx(full[it], abs=1e-9), it
 
 
-def _predictions(path):
-    with open(path, 'rb') as f:
-        return sorted(pickle.load(f), key=lambda p: p['img_id'])
-
-
 def test_test_deploy_flops_and_benchmark(trained_detector, tmp_path,
                                          tiny_shapes, run_tool):
     checkpoint = osp.join(trained_detector, f'epoch_{EPOCHS}.pth')
@@ -133,14 +127,7 @@ def test_test_deploy_flops_and_benchmark(trained_detector, tmp_path,
     assert result.returncode == 0, result.stderr[-3000:]
     # The deployed model runs the learned groups through mmlgc's ops with
     # BN folded: the same detections up to float rounding.
-    for a, b in zip(_predictions(trained_out), _predictions(deployed_out),
-                    strict=True):
-        pa, pb = a['pred_instances'], b['pred_instances']
-        top = min(len(pa['scores']), len(pb['scores']), 20)
-        torch.testing.assert_close(pb['scores'][:top], pa['scores'][:top],
-                                   rtol=1e-3, atol=1e-4)
-        torch.testing.assert_close(pb['bboxes'][:top], pa['bboxes'][:top],
-                                   rtol=1e-3, atol=1e-2)
+    assert_same_detections(trained_out, deployed_out)
 
     flops = str(tmp_path / 'flops.json')
     result = run_tool('tools/analysis/get_flops.py', DETECTOR,

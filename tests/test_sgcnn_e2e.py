@@ -8,11 +8,10 @@ deployed model predicts what the trained one does).
 Slow (minutes): marked ``slow``.
 """
 import os.path as osp
-import pickle
 
 import pytest
 import torch
-from conftest import data_options
+from conftest import assert_same_detections, data_options
 
 pytestmark = pytest.mark.slow
 
@@ -44,11 +43,6 @@ def sgcnn_backbone(tmp_path_factory, tiny_shapes, run_tool,
     assert float(state['head.fc.mask'].mean()) == pytest.approx(0.4,
                                                                 abs=0.01)
     return checkpoint
-
-
-def _predictions(path):
-    with open(path, 'rb') as f:
-        return sorted(pickle.load(f), key=lambda p: p['img_id'])
 
 
 def test_detector_trains_with_frozen_masks_tests_and_deploys(
@@ -86,11 +80,4 @@ def test_detector_trains_with_frozen_masks_tests_and_deploys(
                       deployed, '--work-dir', str(tmp_path / 'test_deployed'),
                       '--out', deployed_out, '--cfg-options', *data)
     assert result.returncode == 0, result.stderr[-3000:]
-    for a, b in zip(_predictions(trained_out), _predictions(deployed_out),
-                    strict=True):
-        pa, pb = a['pred_instances'], b['pred_instances']
-        top = min(len(pa['scores']), len(pb['scores']), 20)
-        torch.testing.assert_close(pb['scores'][:top], pa['scores'][:top],
-                                   rtol=1e-3, atol=1e-4)
-        torch.testing.assert_close(pb['bboxes'][:top], pa['bboxes'][:top],
-                                   rtol=1e-3, atol=1e-2)
+    assert_same_detections(trained_out, deployed_out)
