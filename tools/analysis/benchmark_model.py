@@ -349,9 +349,9 @@ def detector_call(model):
 def same_head_work(model):
     """Set every head's post-processing to work independent of scores:
     ``score_thr`` -1 (below every score, even one that underflowed to 0) and
-    NMS ``iou_threshold`` 1 (a box is suppressed only
-    by an IoU above the threshold), so each stage keeps its ``nms_pre`` /
-    ``max_per_img`` boxes. Returns ``model``."""
+    NMS ``iou_threshold`` 1 (a box is suppressed only by an IoU above the
+    threshold), so each stage keeps its ``nms_pre`` / ``max_per_img`` boxes.
+    Returns ``model``."""
 
     def update(cfg):
         for key, value in cfg.items():
