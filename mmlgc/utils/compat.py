@@ -39,8 +39,8 @@ without it.
    or a disk filling up while ``save_checkpoint`` writes leaves a truncated
    checkpoint, over the previous one if it had the same name
    (``best_*.pth``, a re-run). ``mmlgc.utils.io.patch_mmengine_local_writes``
-   writes them to a temporary file and renames it; ``CheckpointHook`` writes
-   ``last_checkpoint`` only after that returns.
+   writes them to a temporary file and renames it, ``last_checkpoint``
+   (which ``CheckpointHook`` writes after the checkpoint) too.
 
 numpy 2.4 removed names (``np.in1d``, ``np.float``) that a few mm* modules use
 off the detection and classification paths (retrieval metrics, pixel_group);

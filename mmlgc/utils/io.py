@@ -53,31 +53,23 @@ def atomic_open(path, mode='r', *args, **kwargs):
     return open(path, mode, *args, **kwargs)
 
 
-def _write_bytes(data: bytes, mode: str = 'wb', **kwargs):
-
-    def write(tmp):
-        with open(tmp, mode, **kwargs) as f:
-            f.write(data)
-
-    return write
-
-
 def patch_mmengine_local_writes() -> None:
     """Fix 6: mmengine's ``LocalBackend.put``/``put_text`` (every local
     checkpoint ``save_checkpoint`` writes, ``CheckpointHook`` and
-    ``Runner.save_checkpoint`` included, and ``mmengine.dump``) write
-    through :func:`atomic_write`, and ``CheckpointHook``'s
-    ``last_checkpoint`` through :func:`atomic_open` (idempotent)."""
+    ``Runner.save_checkpoint`` included, and ``mmengine.dump``) and
+    ``CheckpointHook``'s ``last_checkpoint`` write through
+    :func:`atomic_open` (idempotent)."""
     from mmengine.fileio.backends import LocalBackend
     if getattr(LocalBackend.put, '_mmlgc_atomic', False):
         return
 
     def put(self, obj: bytes, filepath) -> None:
-        atomic_write(str(filepath), _write_bytes(obj))
+        with atomic_open(str(filepath), 'wb') as f:
+            f.write(obj)
 
     def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
-        atomic_write(str(filepath), _write_bytes(obj, 'w',
-                                                 encoding=encoding))
+        with atomic_open(str(filepath), 'w', encoding=encoding) as f:
+            f.write(obj)
 
     for method, original in ((put, LocalBackend.put),
                              (put_text, LocalBackend.put_text)):

@@ -156,6 +156,18 @@ def _other_device(torch, rng, a, names):
     return f'{name} is on cuda'
 
 
+def _bias_mutations(torch, rng, a, out_channels, wrong_dtype):
+    """A broken bias for a conv of ``out_channels`` outputs, shared by both
+    conv ops (each with a dtype it refuses)."""
+    b = torch.zeros(out_channels, dtype=a['input'].dtype)
+    a['bias'], expect = rng.choice([
+        (_resized(torch, b, 0, rng.choice([-1, 1])), 'bias has'),
+        (b[None], 'bias must be 1-D'),
+        (b.to(wrong_dtype), 'bias has dtype'),
+    ])
+    return expect
+
+
 def _conv_input_mutations(torch, rng, a):
     x = a['input']
     kind = rng.choice(['rank', 'dtype', 'too small'])
@@ -216,12 +228,7 @@ def broken_dynamic(torch, rng, gen, backward=False):
             else (w.to(torch.complex64), 'weight has dtype'),
         ])
     elif kind == 'bias':
-        b = torch.zeros(o, dtype=a['input'].dtype)
-        a['bias'], expect = rng.choice([
-            (_resized(torch, b, 0, rng.choice([-1, 1])), 'bias has'),
-            (b[None], 'bias must be 1-D'),
-            (b.to(torch.float16), 'bias has dtype'),
-        ])
+        expect = _bias_mutations(torch, rng, a, o, torch.float16)
     elif kind == 'mask':
         m = a['mask']
         a['mask'], expect = rng.choice([
@@ -271,13 +278,10 @@ def broken_ragged(torch, rng, gen, backward=False):
             (w.to(torch.float16), 'weight has dtype'),
         ])
     elif kind == 'bias':
-        b = torch.zeros(sum(a['out_sizes']), dtype=a['input'].dtype)
-        a['bias'], expect = rng.choice([
-            (_resized(torch, b, 0, rng.choice([-1, 1])), 'bias has'),
-            (b[None], 'bias must be 1-D'),
-            (b.to(torch.float64 if b.dtype == torch.float32 else
-                  torch.float32), 'bias has dtype'),
-        ])
+        expect = _bias_mutations(
+            torch, rng, a, sum(a['out_sizes']),
+            torch.float64 if a['input'].dtype == torch.float32 else
+            torch.float32)
     elif kind == 'in_index':
         idx = a['in_index']
         if idx.numel() and rng.random() < 0.5:

@@ -443,10 +443,11 @@ def main():
             scopes['neck'] = {
                 k: neck_call(v, features) for k, v in forms.items()}
         if isinstance(inputs, dict) and not args.no_detector:
-            heads = (lambda m: m) if args.config_test_cfg else same_head_work
+            if not args.config_test_cfg:  # the forms are copies: in place
+                for form in forms.values():
+                    same_head_work(form)
             scopes['detector'] = {
-                k: detector_call(heads(copy.deepcopy(v)))
-                for k, v in forms.items()}
+                k: detector_call(v) for k, v in forms.items()}
         results += time_scopes(name, scopes, inputs, ratio, density, args)
     if args.out:
         os.makedirs(osp.dirname(args.out) or '.', exist_ok=True)
