@@ -179,10 +179,12 @@ def msgc_runs(tmp_path_factory, tiny_shapes):
         # Train-mode norms (as in pretraining or norm_eval=False), the
         # generators' explicitly SyncBN; gates half open so the MAC ratio
         # depends on the image.
-        dict(backbone=dict(norm_eval=False, norm_cfg=sync_bn,
-                           generator_norm_cfg=sync_bn, gate_bias=0.)),
         # tau at its target after the first iteration: the hinge is active.
-        [dict(type='mmlgc.MACBudgetHook', target=0.5, anneal_end=0.)])
+        # The backbone's own budget, no MACBudgetHook (what a backbone-only
+        # swap trains with).
+        dict(backbone=dict(norm_eval=False, norm_cfg=sync_bn,
+                           generator_norm_cfg=sync_bn, gate_bias=0.,
+                           budget=dict(target=0.5, anneal_end=0.))), [])
     return config, train_both(tmp_path, tiny_shapes, config)
 
 
@@ -191,6 +193,9 @@ def test_msgc_two_processes_match_one(msgc_runs):
     assert_same_losses(one, two)
     # tau is 1 at progress 0 and 0.5 from the second iteration on.
     assert one['losses'][-1]['loss_budget'] > 0
+    _, _, out_one, out_two, _ = msgc_runs[1]
+    for out in (out_one, out_two):
+        assert 'MSGCResNet trains with its default MAC budget' in out
     # 16 generator BNs in stages 2-4 of ResNet-18 (stage 1 is frozen).
     assert_synced_norms(one, two, min_count=12)
     assert_written_once(one, two)

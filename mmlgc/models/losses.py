@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from ..complexity import (CostReporter, CostSummary, clear_costs,
                           collect_costs, stage_ratios)
+from ..layers.dgc import RAMP_BEGIN, RAMP_END, dgc_layers
 from ..utils.checks import check_fraction, check_non_negative
 
 
@@ -95,6 +96,67 @@ class MACBudget:
             **{k: v.detach() for k, v in ratios.items()})
 
 
+def _argument_names(argument: str) -> Callable[[str], str]:
+    """Names in error messages: ``budget.target`` when the values come
+    from a backbone's ``budget`` dict, ``target`` when they are a hook's own
+    arguments."""
+    return lambda key: f'{argument}.{key}' if argument else key
+
+
+def check_progress_window(owner: str, begin_name: str, begin,
+                          end_name: str, end) -> None:
+    """``0 <= begin <= end <= 1``: the progress fractions bounding a
+    schedule (the budget's anneal, DGC's pruning ramp)."""
+    if not 0 <= begin <= end <= 1:
+        raise ValueError(
+            f'{owner}: {begin_name}={begin!r}, {end_name}={end!r} must '
+            f'satisfy 0 <= {begin_name} <= {end_name} <= 1')
+
+
+class AnnealedMACBudget(MACBudget):
+    """MSGC's budget with its schedule: ``τ`` falls linearly from 1 to
+    ``final_target`` while the training progress goes from ``anneal_begin``
+    to ``anneal_end`` (MSGC: 0 and ½), then stays there.
+
+    :meth:`set_progress` sets ``τ`` (from the progress alone, so a resumed
+    run continues the schedule).
+    """
+
+    def __init__(self,
+                 target: float,
+                 loss_weight: float = 30.0,
+                 anneal_begin: float = 0.0,
+                 anneal_end: float = 0.5,
+                 owner: str = 'AnnealedMACBudget',
+                 argument: str = ''):
+        name = _argument_names(argument)
+        check_fraction(owner, name('target'), target)
+        check_non_negative(owner, name('loss_weight'), loss_weight)
+        check_progress_window(owner, name('anneal_begin'), anneal_begin,
+                              name('anneal_end'), anneal_end)
+        super().__init__(1.0, loss_weight)
+        self.final_target = target
+        self.anneal_begin, self.anneal_end = anneal_begin, anneal_end
+
+    def target_at(self, progress: float) -> float:
+        """``τ`` at a training progress in [0, 1]."""
+        if progress <= self.anneal_begin:
+            return 1.0
+        if progress >= self.anneal_end:
+            return self.final_target
+        frac = (progress - self.anneal_begin) / (
+            self.anneal_end - self.anneal_begin)
+        return 1.0 + frac * (self.final_target - 1.0)
+
+    def set_progress(self, progress: float, model=None) -> None:
+        self.target = self.target_at(progress)
+
+    def describe(self) -> str:
+        return (f'MAC budget (target {self.final_target}, loss_weight '
+                f'{self.loss_weight}, annealed from 1 over training progress '
+                f'{self.anneal_begin}-{self.anneal_end})')
+
+
 class SaliencyL1:
     """DGC's sparsity term ``loss_saliency = λ · Σ_layers Σ_heads mean(s)``
     (``λ = 1e-5``), plus ``macs_ratio`` and the per-stage ratios
@@ -131,6 +193,36 @@ class SaliencyL1:
         return dict(
             loss_saliency=self.loss_weight * total,
             **{k: v.detach() for k, v in ratios.items()})
+
+
+class DGCPruning(SaliencyL1):
+    """DGC's training signal: the saliency L1 term and the pruning schedule
+    of ``k`` (:func:`mmlgc.layers.dgc.prune_schedule`: none up to
+    ``ramp_begin``, a linear ramp to the final ``k`` at ``ramp_end``; DGC:
+    1/12 and 3/4). :meth:`set_progress` writes ``k`` into every DGC layer
+    of ``model`` (a buffer: checkpoints and evaluation carry it)."""
+
+    def __init__(self,
+                 loss_weight: float = 1e-5,
+                 ramp_begin: float = RAMP_BEGIN,
+                 ramp_end: float = RAMP_END,
+                 owner: str = 'DGCPruning',
+                 argument: str = ''):
+        name = _argument_names(argument)
+        check_non_negative(owner, name('loss_weight'), loss_weight)
+        check_progress_window(owner, name('ramp_begin'), ramp_begin,
+                              name('ramp_end'), ramp_end)
+        super().__init__(loss_weight)
+        self.ramp_begin, self.ramp_end = ramp_begin, ramp_end
+
+    def set_progress(self, progress: float, model: nn.Module) -> None:
+        for layer in dgc_layers(model):
+            layer.set_progress(progress, self.ramp_begin, self.ramp_end)
+
+    def describe(self) -> str:
+        return (f'pruning schedule (ramp over training progress '
+                f'{self.ramp_begin:.3g}-{self.ramp_end:.3g}) and saliency '
+                f'loss (loss_weight {self.loss_weight})')
 
 
 def attach_aux_losses(model: nn.Module,

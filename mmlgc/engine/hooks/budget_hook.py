@@ -4,9 +4,9 @@ from typing import Optional
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from ...models.losses import MACBudget, attach_aux_losses
+from ...models.losses import AnnealedMACBudget, attach_aux_losses
+from ...models.training_signal import yield_training_signals
 from ...registry import HOOKS
-from ...utils.checks import check_fraction, check_non_negative
 
 
 @HOOKS.register_module()
@@ -23,7 +23,10 @@ class MACBudgetHook(Hook):
 
     Works for any mmdet detector or mmpretrain classifier whose backbone (or
     neck) reports costs; logs ``loss_budget``, ``macs_ratio`` and
-    ``macs_target`` with the other losses.
+    ``macs_target`` with the other losses. An MSGC backbone applies the same
+    budget without this hook (its ``budget`` argument,
+    :mod:`mmlgc.models.training_signal`); with the hook in the config, the
+    hook's values replace the backbone's (logged).
 
     Args:
         target: final budget ``τ_end`` as a fraction of dense MACs.
@@ -38,35 +41,22 @@ class MACBudgetHook(Hook):
                  loss_weight: float = 30.0,
                  anneal_begin: float = 0.0,
                  anneal_end: float = 0.5):
-        check_fraction('MACBudgetHook', 'target', target)
-        check_non_negative('MACBudgetHook', 'loss_weight', loss_weight)
-        if not 0 <= anneal_begin <= anneal_end <= 1:
-            raise ValueError(
-                f'MACBudgetHook: anneal_begin={anneal_begin!r}, anneal_end='
-                f'{anneal_end!r} must satisfy 0 <= anneal_begin <= '
-                'anneal_end <= 1')
-        self.target = target
-        self.anneal_begin, self.anneal_end = anneal_begin, anneal_end
-        self.budget = MACBudget(1.0, loss_weight)
+        self.budget = AnnealedMACBudget(target, loss_weight, anneal_begin,
+                                        anneal_end, owner='MACBudgetHook')
         self._handles: Optional[list] = None
 
     def target_at(self, progress: float) -> float:
         """``τ`` at a training progress in [0, 1]."""
-        if progress <= self.anneal_begin:
-            return 1.0
-        if progress >= self.anneal_end:
-            return self.target
-        frac = (progress - self.anneal_begin) / (
-            self.anneal_end - self.anneal_begin)
-        return 1.0 + frac * (self.target - 1.0)
+        return self.budget.target_at(progress)
 
     def before_train(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
+        yield_training_signals(model, type(self).__name__)
         self._handles = attach_aux_losses(model, self.budget)
 
     def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
-        self.budget.target = self.target_at(runner.iter / runner.max_iters)
+        self.budget.set_progress(runner.iter / runner.max_iters)
 
     def after_train(self, runner) -> None:
         for handle in self._handles or []:

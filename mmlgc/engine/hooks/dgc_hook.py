@@ -8,9 +8,10 @@ from mmengine.model import is_model_wrapper
 
 from ...layers.dgc import (RAMP_BEGIN, RAMP_END, GlobalThreshold, dgc_layers,
                            prune_schedule)
-from ...models.losses import SaliencyL1, attach_aux_losses
+from ...models.losses import DGCPruning, attach_aux_losses
+from ...models.training_signal import yield_training_signals
 from ...registry import HOOKS
-from ...utils.checks import check_non_negative, check_positive_int
+from ...utils.checks import check_positive_int
 
 
 @HOOKS.register_module()
@@ -56,17 +57,13 @@ class DGCScheduleHook(Hook):
                  collect_iters: int = 100,
                  interval: Optional[int] = None,
                  weighting: str = 'macs'):
-        if not 0 <= ramp_begin <= ramp_end <= 1:
-            raise ValueError(
-                f'DGCScheduleHook: ramp_begin={ramp_begin!r}, ramp_end='
-                f'{ramp_end!r} must satisfy 0 <= ramp_begin <= ramp_end <= 1')
-        check_non_negative('DGCScheduleHook', 'loss_weight', loss_weight)
+        self.loss = DGCPruning(loss_weight, ramp_begin, ramp_end,
+                               owner='DGCScheduleHook')
         check_positive_int('DGCScheduleHook', 'collect_iters', collect_iters)
         if interval is not None:
             check_positive_int('DGCScheduleHook', 'interval', interval)
         self.ramp_begin, self.ramp_end = ramp_begin, ramp_end
         self.collect_iters, self.interval = collect_iters, interval
-        self.loss = SaliencyL1(loss_weight)
         self.threshold = GlobalThreshold(weighting)
         self._handles: Optional[list] = None
 
@@ -78,20 +75,16 @@ class DGCScheduleHook(Hook):
     def _window(self, runner) -> int:
         return self.interval or len(runner.train_dataloader)
 
-    def set_progress(self, model, progress: float) -> None:
-        for layer in dgc_layers(model):
-            layer.set_progress(progress, self.ramp_begin, self.ramp_end)
-
     def before_train(self, runner) -> None:
         model = self._model(runner)
+        yield_training_signals(model, type(self).__name__)
         self._handles = attach_aux_losses(model, self.loss)
-        self.set_progress(model, runner.iter / runner.max_iters)
+        self.loss.set_progress(runner.iter / runner.max_iters, model)
 
     def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
-        layers = dgc_layers(self._model(runner))
-        for layer in layers:
-            layer.set_progress(runner.iter / runner.max_iters,
-                               self.ramp_begin, self.ramp_end)
+        model = self._model(runner)
+        self.loss.set_progress(runner.iter / runner.max_iters, model)
+        layers = dgc_layers(model)
         if any(layer.mode == 'global' for layer in layers):
             window = self._window(runner)
             left = window - runner.iter % window  # iterations, this included
