@@ -1,21 +1,17 @@
-"""Builds mmlgc and its compiled ops, ``mmlgc._ext``.
-
-C++ CPU kernels are always built. CUDA kernels are built when torch is a CUDA
-build and nvcc is found, or when ``FORCE_CUDA=1``; ``FORCE_CUDA=0`` skips them.
-The C++ standard is left to torch's ``BuildExtension`` (C++20 for torch 2.14).
-Build with ``pip install -e . --no-build-isolation`` so the extension is
-compiled against the torch already installed.
+"""Builds mmlgc and its compiled ops, ``mmlgc._ext``: the op schemas, the
+C++ CPU kernels and the device-generic backward. No CUDA toolkit is needed:
+the GPU kernels are Triton (``mmlgc/ops/triton_kernels``), compiled by
+triton at their first use on a GPU. The C++ standard is left to torch's
+``BuildExtension`` (C++20 for torch 2.14). Build with
+``pip install -e . --no-build-isolation`` so the extension is compiled
+against the torch already installed.
 """
 import glob
-import os
 import os.path as osp
 
 from setuptools import find_packages, setup
 
 CSRC = osp.join('mmlgc', 'ops', 'csrc')
-# Built when no GPU is visible to detect the architecture from (CI, login
-# nodes); PTX keeps it usable on newer GPUs. Override with TORCH_CUDA_ARCH_LIST.
-DEFAULT_CUDA_ARCH_LIST = '8.0+PTX'
 
 
 def read_version():
@@ -31,43 +27,8 @@ def read_requirements(name):
         return [line for line in lines if line and not line.startswith('-')]
 
 
-def want_cuda():
-    import torch
-    from torch.utils.cpp_extension import CUDA_HOME
-    force = os.getenv('FORCE_CUDA')
-    if force is not None:
-        return force == '1'
-    return torch.version.cuda is not None and CUDA_HOME is not None
-
-
-def cuda_build_paths():
-    """Headers torch's own CUDA wheels ship (``nvidia/cu*/include``, e.g.
-    ``cusparse.h``, which a bare toolkit may lack) and the toolkit directory
-    holding ``libcudart.so``. ``CUDA_HOME`` as torch infers it can be wrong
-    when ``nvcc`` on PATH is a wrapper script (``/usr/local/bin/nvcc`` gives
-    ``/usr/local``), so the usual toolkit roots are searched too."""
-    import torch
-    from torch.utils.cpp_extension import CUDA_HOME
-    site = osp.dirname(osp.dirname(torch.__file__))
-    include_dirs = sorted(glob.glob(osp.join(site, 'nvidia', 'cu*', 'include')))
-    roots = [CUDA_HOME, os.getenv('CUDA_HOME'), '/usr/local/cuda']
-    library_dirs = []
-    for root in filter(None, roots):
-        for sub in ('lib64', 'lib'):
-            lib = osp.join(root, sub)
-            if (osp.isfile(osp.join(lib, 'libcudart.so'))
-                    and lib not in library_dirs):
-                library_dirs.append(lib)
-    if not library_dirs:
-        raise RuntimeError(
-            'Building the CUDA ops: libcudart.so not found under '
-            f'{[r for r in roots if r]}. Set CUDA_HOME to the CUDA toolkit, '
-            'or FORCE_CUDA=0 to build the CPU ops only.')
-    return include_dirs, library_dirs
-
-
 def make_extensions():
-    from torch.utils.cpp_extension import CppExtension, CUDAExtension
+    from torch.utils.cpp_extension import CppExtension
     sources = sorted(
         glob.glob(osp.join(CSRC, '*.cpp')) +
         glob.glob(osp.join(CSRC, 'cpu', '*.cpp')))
@@ -76,23 +37,6 @@ def make_extensions():
     # to the libgomp.so.1 torch has already loaded.
     extra_compile_args = {'cxx': ['-O3', '-fopenmp']}
     extra_link_args = ['-fopenmp']
-    if want_cuda():
-        import torch
-        if not torch.cuda.is_available():
-            os.environ.setdefault('TORCH_CUDA_ARCH_LIST',
-                                  DEFAULT_CUDA_ARCH_LIST)
-        include_dirs, library_dirs = cuda_build_paths()
-        extra_compile_args['nvcc'] = ['-O3']
-        return [
-            CUDAExtension(
-                'mmlgc._ext',
-                sources + sorted(glob.glob(osp.join(CSRC, 'cuda', '*.cu'))),
-                include_dirs=include_dirs,
-                library_dirs=library_dirs,
-                define_macros=[('MMLGC_WITH_CUDA', None)],
-                extra_compile_args=extra_compile_args,
-                extra_link_args=extra_link_args)
-        ]
     return [
         CppExtension(
             'mmlgc._ext',

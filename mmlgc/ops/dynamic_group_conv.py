@@ -41,12 +41,12 @@ def dynamic_group_conv(input: Tensor,
         ``[N, O, H', W']``, contiguous.
 
     Only the active (input channel, output channel) pairs are computed, in
-    the compiled kernels (C++ on CPU, CUDA on GPU), which give gradients for
-    ``input``, ``weight`` and ``bias``. When ``mask`` or ``out_mask``
-    requires grad (gate training), the differentiable dense reference
-    (:func:`mmlgc.ops.reference.dynamic_group_conv`) runs instead; so it does
-    without the compiled extension (with one warning) and, on CPU, for
-    dtypes other than float32/float64.
+    the compiled kernels (C++ on CPU, Triton on a GPU), which give
+    gradients for ``input``, ``weight`` and ``bias``. When ``mask`` or
+    ``out_mask`` requires grad (gate training), the differentiable dense
+    reference (:func:`mmlgc.ops.reference.dynamic_group_conv`) runs instead;
+    so it does without the compiled extension (with one warning) and, on
+    CPU, for dtypes other than float32/float64.
     """
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     args = (input, weight, bias, mask, out_mask, stride, padding, dilation)

@@ -1,20 +1,13 @@
 """Pure-PyTorch definitions of the mmlgc ops.
 
-The compiled kernels (``csrc/``) are tested against these for exact equality;
-they are also the readable specification of each op.
+The compiled kernels (C++ in ``csrc/``, Triton in ``triton_kernels/``) are
+tested against these; they are also the readable specification of each op.
 """
 from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
-
-
-def gather_channels(input: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``out[n, k] = input[n, index[n, k]]`` for ``input`` of shape
-    ``[N, C, H, W]`` and ``index`` of shape ``[N, K]`` (duplicates allowed)."""
-    batch = torch.arange(input.shape[0], device=input.device)[:, None]
-    return input[batch, index]
 
 
 def conv_output_size(size, kernel_size, stride, padding, dilation) -> tuple:

@@ -112,15 +112,6 @@ def ragged_args(torch, rng, gen):
                 padding=padding, dilation=dilation)
 
 
-def gather_args(torch, rng, gen):
-    dtype = rng.choice([torch.float32, torch.float64])
-    n, c = rng.randint(1, 3), rng.randint(1, 9)
-    x = torch.randn(n, c, rng.randint(1, 5), rng.randint(1, 5),
-                    generator=gen, dtype=dtype)
-    index = torch.randint(0, c, (n, rng.randint(0, 2 * c)), generator=gen)
-    return dict(input=_layout(torch, x, rng), index=index)
-
-
 def _huge(rng):
     return rng.choice([2**31, 2**40, 2**62, 2**63 - 1])
 
@@ -326,71 +317,6 @@ def broken_ragged(torch, rng, gen, backward=False):
     return a, expect, grad_out
 
 
-def broken_gather(torch, rng, gen):
-    a = gather_args(torch, rng, gen)
-    moved = _other_device(torch, rng, a, ['index'])
-    if moved:
-        return a, moved
-    x, idx = a['input'], a['index']
-    n, c = x.shape[:2]
-    kind = rng.choice(['input', 'index', 'range'])
-    if kind == 'input':
-        a['input'], expect = rng.choice([
-            (x[0], r'\[N, C, H, W\]'),
-            (x[..., None], r'\[N, C, H, W\]'),
-            (x.to(torch.int64), 'features must be floating point'),
-            (x.to(torch.bool), 'features must be floating point'),
-        ])
-    elif kind == 'index':
-        a['index'], expect = rng.choice([
-            (idx.int(), 'index must be int64'),
-            (idx[0], r'index must have shape \[N, K\]'),
-            (idx[None], r'index must have shape \[N, K\]'),
-            (torch.zeros(n + 1, 2, dtype=torch.int64),
-             r'index must have shape \[N, K\]'),
-        ])
-    else:
-        bad = torch.zeros(n, 3, dtype=torch.int64)
-        bad[rng.randrange(n), rng.randrange(3)] = rng.choice(
-            [-1, c, c + 3, 2**62, -2**62])
-        a['index'], expect = bad, 'out of range'
-    return a, expect
-
-
-def broken_gather_backward(torch, rng, gen):
-    """(grad, index, channels) of a gather_channels_backward call with one
-    thing broken, and the regex of its error."""
-    a = gather_args(torch, rng, gen)
-    x, index = a['input'], a['index']
-    channels = x.shape[1]
-    grad = torch.zeros(index.shape[0], index.shape[1], *x.shape[2:],
-                       dtype=x.dtype)
-    kind = rng.choice(['grad', 'index', 'channels'])
-    if kind == 'grad':
-        grad, expect = rng.choice([
-            (grad[0], r'\[N, C, H, W\]'),
-            (grad.to(torch.int64), 'features must be floating point'),
-            (_resized(torch, grad, 1, 1), 'grad has'),
-            (_resized(torch, grad, 0, 1), r'index must have shape \[N, K\]'),
-        ])
-    elif kind == 'index':
-        index, expect = rng.choice([
-            (index.int(), 'index must be int64'),
-            (index[0], r'index must have shape \[N, K\]'),
-        ])
-    else:
-        channels, expect = rng.choice([
-            (-rng.randint(1, 3), 'negative channels'),
-            (0, 'out of range') if index.numel() else
-            (-1, 'negative channels'),
-        ])
-        if rng.random() < 0.5 and index.numel():
-            index = index.clone()
-            index[0, 0] = rng.choice([channels + 1, -1, 2**62])
-            channels, expect = max(channels, 1), 'out of range'
-    return grad, index, channels, expect
-
-
 # ----------------------------------------------------------------------------
 # Calls (worker).
 # ----------------------------------------------------------------------------
@@ -408,14 +334,6 @@ def _grad_out_mutation(torch, rng, grad_out):
 def build_broken(torch, ops, rng, gen, which):
     """A malformed call of op ``which``: (regex its error must match, the
     call as a thunk)."""
-    if which == 'gather_channels':
-        a, expect = broken_gather(torch, rng, gen)
-        return expect, lambda: ops.gather_channels(a['input'], a['index'])
-    if which == 'gather_channels_backward':
-        grad, index, channels, expect = broken_gather_backward(torch, rng,
-                                                               gen)
-        return expect, lambda: ops.gather_channels_backward(
-            grad, index, channels)
     dynamic = which.startswith('dynamic')
     forward = ops.dynamic_group_conv if dynamic else ops.ragged_group_conv
     broken = broken_dynamic if dynamic else broken_ragged
@@ -436,36 +354,25 @@ def build_broken(torch, ops, rng, gen, which):
 def check_well_formed(torch, ops, reference, rng, gen, which):
     """One well-formed call of forward and backward against the reference;
     returns an error description or None."""
-    if which == 'gather_channels':
-        a = gather_args(torch, rng, gen)
-        x = a['input'].detach().requires_grad_()
-        out = ops.gather_channels(a['input'], a['index'])
-        ref = reference.gather_channels(x, a['index'])
-        grad = torch.randn(ref.shape, generator=gen, dtype=ref.dtype)
-        (ref_grad, ) = torch.autograd.grad(ref, x, grad, allow_unused=True)
-        got_grad = ops.gather_channels_backward(grad, a['index'],
-                                                x.shape[1])
-        pairs = [(out, ref), (got_grad, ref_grad)]
-    else:
-        dynamic = which == 'dynamic_group_conv'
-        a = (dynamic_args if dynamic else ragged_args)(torch, rng, gen)
-        op = ops.dynamic_group_conv if dynamic else ops.ragged_group_conv
-        out = op(**a)
-        leaves = {k: a[k].detach().requires_grad_()
-                  for k in ('input', 'weight', 'bias') if a[k] is not None}
-        ref_args = dict(a, **leaves)
-        ref = (reference.dynamic_group_conv if dynamic else
-               reference.ragged_group_conv)(**ref_args)
-        grad = torch.randn(ref.shape, generator=gen, dtype=ref.dtype)
-        ref_grads = (torch.autograd.grad(ref, list(leaves.values()), grad,
-                                         allow_unused=True)
-                     if ref.requires_grad else [None] * len(leaves))
-        bwd_args = {k: v for k, v in a.items() if k != 'bias'}
-        backward = (ops.dynamic_group_conv_backward if dynamic else
-                    ops.ragged_group_conv_backward)
-        got = backward(grad, *bwd_args.values(),
-                       [True, True, a['bias'] is not None])
-        pairs = [(out, ref)] + list(zip(got, ref_grads))
+    dynamic = which == 'dynamic_group_conv'
+    a = (dynamic_args if dynamic else ragged_args)(torch, rng, gen)
+    op = ops.dynamic_group_conv if dynamic else ops.ragged_group_conv
+    out = op(**a)
+    leaves = {k: a[k].detach().requires_grad_()
+              for k in ('input', 'weight', 'bias') if a[k] is not None}
+    ref_args = dict(a, **leaves)
+    ref = (reference.dynamic_group_conv if dynamic else
+           reference.ragged_group_conv)(**ref_args)
+    grad = torch.randn(ref.shape, generator=gen, dtype=ref.dtype)
+    ref_grads = (torch.autograd.grad(ref, list(leaves.values()), grad,
+                                     allow_unused=True)
+                 if ref.requires_grad else [None] * len(leaves))
+    bwd_args = {k: v for k, v in a.items() if k != 'bias'}
+    backward = (ops.dynamic_group_conv_backward if dynamic else
+                ops.ragged_group_conv_backward)
+    got = backward(grad, *bwd_args.values(),
+                   [True, True, a['bias'] is not None])
+    pairs = [(out, ref)] + list(zip(got, ref_grads))
     tol = 1e-4 if out.dtype == torch.float32 else 1e-9
     for i, (got, want) in enumerate(pairs):
         if want is None:
@@ -481,10 +388,9 @@ def check_well_formed(torch, ops, reference, rng, gen, which):
     return None
 
 
-OPS = ['gather_channels', 'gather_channels_backward', 'dynamic_group_conv',
-       'dynamic_group_conv_backward', 'ragged_group_conv',
-       'ragged_group_conv_backward']
-FORWARD_OPS = ['gather_channels', 'dynamic_group_conv', 'ragged_group_conv']
+OPS = ['dynamic_group_conv', 'dynamic_group_conv_backward',
+       'ragged_group_conv', 'ragged_group_conv_backward']
+FORWARD_OPS = ['dynamic_group_conv', 'ragged_group_conv']
 
 
 def worker(library, seed, malformed, well_formed):

@@ -371,13 +371,8 @@ namespace {
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight_flat,
                    const std::optional<at::Tensor>& bias,
                    const GroupConvPlan& plan, const ConvGeometry& geo) {
-#ifdef MMLGC_WITH_CUDA
-  if (input.is_cuda()) {
-    return group_conv_forward_cuda(input, weight_flat, bias, plan, geo);
-  }
-#endif
-  TORCH_CHECK(input.is_cpu(), "mmlgc group conv: no kernel for device ",
-              input.device(), " (was mmlgc built with CUDA?)");
+  TORCH_CHECK(input.is_cpu(), "mmlgc group conv: no C++ kernel for device ",
+              input.device());
   return group_conv_forward_cpu(input, weight_flat, bias, plan, geo);
 }
 
@@ -465,20 +460,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ragged_group_conv_backward(
 
 }  // namespace
 
+// The forward's C++ kernel is CPU-only; on CUDA the Triton kernels run
+// (registered from Python, mmlgc/ops/cuda_kernels.py).
 TORCH_LIBRARY_IMPL(mmlgc, CPU, m) {
   m.impl("dynamic_group_conv", dynamic_group_conv);
-  m.impl("dynamic_group_conv_backward", dynamic_group_conv_backward);
   m.impl("ragged_group_conv", ragged_group_conv);
-  m.impl("ragged_group_conv_backward", ragged_group_conv_backward);
 }
 
-#ifdef MMLGC_WITH_CUDA
-TORCH_LIBRARY_IMPL(mmlgc, CUDA, m) {
-  m.impl("dynamic_group_conv", dynamic_group_conv);
+// The backward is ATen code on gathered channels (oneDNN on CPU, cuDNN on
+// CUDA): one registration serves every device.
+TORCH_LIBRARY_IMPL(mmlgc, CompositeExplicitAutograd, m) {
   m.impl("dynamic_group_conv_backward", dynamic_group_conv_backward);
-  m.impl("ragged_group_conv", ragged_group_conv);
   m.impl("ragged_group_conv_backward", ragged_group_conv_backward);
 }
-#endif
 
 }  // namespace mmlgc

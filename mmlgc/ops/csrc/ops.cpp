@@ -1,17 +1,13 @@
-// Operator schemas of the mmlgc::* custom ops. Kernels are registered per
-// device in cpu/ and cuda/; autograd and fake (meta) kernels in Python
-// (mmlgc/ops/*.py), next to each op's façade.
+// Operator schemas of the mmlgc::* custom ops. The forward ops' CPU kernels
+// are C++ (cpu/, registered in group_conv.cpp), their CUDA kernels Triton
+// (mmlgc/ops/triton_kernels/, registered in mmlgc/ops/cuda_kernels.py); the
+// backward ops are device-generic ATen code. Autograd and fake (meta)
+// kernels are registered in Python (mmlgc/ops/*.py), next to each op's
+// façade.
 #include <Python.h>
 #include <torch/library.h>
 
 TORCH_LIBRARY(mmlgc, m) {
-  // out[n, k] = input[n, index[n, k]]; duplicates in index are allowed.
-  m.def("gather_channels(Tensor input, Tensor index) -> Tensor");
-  // grad_input[n, c] = sum over k with index[n, k] == c of grad[n, k].
-  m.def(
-      "gather_channels_backward(Tensor grad, Tensor index, SymInt channels) "
-      "-> Tensor");
-
   // Output group g (channels [g*O/G, (g+1)*O/G)) of sample n is the conv of
   // input[n] * mask[n, g] with those weight rows; out_mask [N, O] (optional)
   // marks the output channels to compute, the others are zero. Only active

@@ -120,13 +120,6 @@ at::Tensor group_conv_forward_cpu(const at::Tensor& input,
                                   const std::optional<at::Tensor>& bias,
                                   const GroupConvPlan& plan,
                                   const ConvGeometry& geo);
-#ifdef MMLGC_WITH_CUDA
-at::Tensor group_conv_forward_cuda(const at::Tensor& input,
-                                   const at::Tensor& weight_flat,
-                                   const std::optional<at::Tensor>& bias,
-                                   const GroupConvPlan& plan,
-                                   const ConvGeometry& geo);
-#endif
 
 // Shape, dtype and device of a backward's `grad_out`: [N, out_channels,
 // out_h, out_w] like the forward's output. Checked before planning, so the
