@@ -57,10 +57,14 @@ with the gates-open dense form, whose proposals are degenerate, the RoI
 head's time still differs by ~40%; ``--dense-checkpoint`` gives a dense
 form whose proposals are a trained model's.
 
-Timing: median over ``--rounds`` rounds; in each round the forms run in a
-rotating order, each timed on the second of two back-to-back calls (its own
-data warm in cache). This machine drifts by up to 2x between runs: compare
-ratios within one run only. Results: a table and ``--out`` (JSON).
+Timing (:mod:`mmlgc.ops.timing`): median over ``--rounds`` rounds; in each
+round the forms run in a rotating order, each timed on the second of two
+back-to-back calls (its own data warm in cache). Each line gives the
+median, the relative interquartile range (``±``) and η = speed-up x MACs
+ratio (1.0: time proportional to MACs); a warning flags forms whose rounds
+spread by more than 15%. This machine drifts by up to 2x between runs:
+compare ratios within one run only. Results: a table and ``--out`` (JSON,
+with every round's quartiles, min and max).
 """
 import argparse
 import copy
@@ -68,8 +72,6 @@ import inspect
 import json
 import os
 import os.path as osp
-import statistics
-import time
 
 import torch
 from mmcv.cnn import fuse_conv_bn
@@ -84,6 +86,7 @@ from mmlgc.layers import FLGCConv2d, MaskGenerator
 from mmlgc.layers.dgc import dgc_layers
 from mmlgc.layers.self_grouping import (SelfGroupedConv2d, group_model,
                                         self_grouped_layers)
+from mmlgc.ops.timing import time_interleaved, warn_if_noisy
 from mmlgc.models import (DGCResNet, FLGCMobileNetV2, FLGCResNet,
                           MSGCMobileNetV2, MSGCResNet, SGCNNResNet)
 from mmlgc.utils.config import build_model, load_config
@@ -300,19 +303,11 @@ def calibrate_masks(backbone, x, target, seed):
 
 
 def time_forms(forms, x, rounds):
-    """Median ms of each callable, interleaved, rotating order, warm."""
-    times = {name: [] for name in forms}
-    names = list(forms)
+    """:class:`~mmlgc.ops.timing.Timing` of each callable on ``x``:
+    interleaved rounds, rotating order, each timed warm."""
     with torch.no_grad():
-        for name in names:  # warm-up (allocations, oneDNN primitives)
-            forms[name](x)
-        for r in range(rounds):
-            for name in names[r % len(names):] + names[:r % len(names)]:
-                forms[name](x)
-                start = time.perf_counter()
-                forms[name](x)
-                times[name].append(time.perf_counter() - start)
-    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
+        return time_interleaved({name: (lambda f=f: f(x))
+                                 for name, f in forms.items()}, rounds)
 
 
 def three_forms(model, dense):
@@ -370,20 +365,31 @@ def same_head_work(model):
 
 
 def time_scopes(name, scopes, inputs, ratio, density, args):
-    """Time every scope, print one line each; returns the result rows."""
+    """Time every scope, print one line each (median ms, relative IQR in
+    brackets; η = speed-up x MACs ratio, 1.0 = time proportional to MACs);
+    warns when a form's rounds spread widely. Returns the result rows."""
     rows = []
     for scope, callables in scopes.items():
-        ms = time_forms(callables, inputs, args.rounds)
+        timings = time_forms(callables, inputs, args.rounds)
         size = list(inputs_size(inputs))
+        warn_if_noisy(timings, f'{name} {scope} {size[0]}x{size[1]} '
+                      f'b{args.batch}')
+        ms = {k: t.median for k, t in timings.items()}
+        speedup = {k: ms['dense'] / v for k, v in ms.items()}
         row = dict(model=name, scope=scope, size=size, batch=args.batch,
                    macs_ratio=ratio, calibrated_density=density, ms=ms,
-                   speedup={k: ms['dense'] / v for k, v in ms.items()})
+                   timings={k: t.summary() for k, t in timings.items()},
+                   speedup=speedup,
+                   eta=speedup['deployed'] * ratio if scope == 'backbone'
+                   else None)
         rows.append(row)
+        forms = ' | '.join(
+            f'{form} {ms[form]:8.1f} ms ±{timings[form].spread:4.0%}'
+            + ('' if form == 'dense' else f' ({speedup[form]:.2f}x)')
+            for form in FORMS)
+        eta = f' | η {row["eta"]:.2f}' if row['eta'] is not None else ''
         print(f'{name:>20} {scope:>8} {size[0]}x{size[1]} b{args.batch} '
-              f'MACs {ratio:.3f} | dense {ms["dense"]:8.1f} ms | masked '
-              f'{ms["masked"]:8.1f} ms ({row["speedup"]["masked"]:.2f}x)'
-              f' | deployed {ms["deployed"]:8.1f} ms '
-              f'({row["speedup"]["deployed"]:.2f}x)', flush=True)
+              f'MACs {ratio:.3f} | {forms}{eta}', flush=True)
     return rows
 
 

@@ -27,15 +27,14 @@ dense time / form time, summed over the layers of the network.
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
 from mmlgc.ops import dynamic_group_conv, ext_available, reference
+from mmlgc.ops.timing import NOISY_SPREAD, time_interleaved
 
 FORMS = ('dense', 'reference', 'mmlgc')
 
@@ -93,22 +92,10 @@ def exact_density_masks(batch, groups, channels, density, generator):
 
 
 def time_forms(fns, rounds, warmup):
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    names = list(fns)
-    times = {name: [] for name in names}
-    for r in range(rounds):
-        for i in range(len(names)):
-            name = names[(r + i) % len(names)]
-            fns[name]()  # untimed: brings this form's data back into cache
-            start = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - start)
-    return {
-        name: dict(median_ms=1e3 * statistics.median(t), min_ms=1e3 * min(t))
-        for name, t in times.items()
-    }
+    """Per form: median, quartiles, min/max (ms) over interleaved rounds
+    (:func:`mmlgc.ops.timing.time_interleaved`)."""
+    return {name: t.summary()
+            for name, t in time_interleaved(fns, rounds, warmup).items()}
 
 
 def run(args):
@@ -151,6 +138,7 @@ def run(args):
                     for form in FORMS:
                         row[f'{form}_ms'] = timed[form]['median_ms']
                         row[f'{form}_min_ms'] = timed[form]['min_ms']
+                        row[f'{form}_spread'] = timed[form]['spread']
                     results.append(row)
                     print(
                         f'{input_name} N={batch} d={density:<4} '
@@ -172,9 +160,18 @@ def summarise(results):
         total = groups.setdefault(key, {f: 0.0 for f in FORMS})
         for f in FORMS:
             total[f] += r[f'{f}_ms'] * r['count']
+        # The widest relative IQR of any form on any layer of the group.
+        total['spread'] = max(total.get('spread', 0.0),
+                              *(r[f'{f}_spread'] for f in FORMS))
     summary = []
     for (input_name, kind, batch, density), total in groups.items():
+        if total['spread'] > NOISY_SPREAD:
+            print(f'warning: {input_name} {kind} N={batch} d={density}: a '
+                  f'layer\'s rounds spread by {total["spread"]:.0%} of the '
+                  'median (machine busy): re-measure before trusting it',
+                  file=sys.stderr)
         entry = dict(input=input_name, kind=kind, batch=batch, density=density,
+                     max_spread=total['spread'],
                      **{f'{f}_ms': total[f] for f in FORMS},
                      speedup_mmlgc=total['dense'] / total['mmlgc'],
                      speedup_reference=total['dense'] / total['reference'])
@@ -187,9 +184,9 @@ def summarise(results):
 
 def print_table(summary):
     header = ('| input | convs | batch | density | dense ms | reference ms '
-              '(x) | mmlgc ms (x) | target |')
+              '(x) | mmlgc ms (x) | max IQR/median | target |')
     print(header)
-    print('|' + '---|' * 8)
+    print('|' + '---|' * 9)
     for s in summary:
         target = (f'>= {s["target"]:.1f}x '
                   f'{"met" if s["meets_target"] else "missed"}'
@@ -197,7 +194,8 @@ def print_table(summary):
         print(f'| {s["input"]} | {s["kind"]} | {s["batch"]} | {s["density"]} '
               f'| {s["dense_ms"]:.1f} | {s["reference_ms"]:.1f} '
               f'({s["speedup_reference"]:.2f}x) | {s["mmlgc_ms"]:.1f} '
-              f'({s["speedup_mmlgc"]:.2f}x) | {target} |')
+              f'({s["speedup_mmlgc"]:.2f}x) | {s["max_spread"]:.0%} '
+              f'| {target} |')
 
 
 def parse_args(argv=None):
