@@ -97,3 +97,10 @@ def test_the_check_runs_without_tf32_and_restores_the_switch():
 def test_ragged_check_cases_cover_an_empty_group():
     (case, ) = cuda_kernels.ragged_check_cases('cpu')
     assert 0 in case[4] and sum(case[4]) > case[0].shape[1]
+
+
+def test_check_gpu_refuses_without_cuda(run_tool):
+    proc = run_tool('tools/analysis/check_gpu.py', '--out', '/dev/null')
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert 'no CUDA device is visible' in proc.stderr
+    assert 'test_triton_kernels.py' in proc.stderr

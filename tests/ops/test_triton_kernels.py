@@ -277,6 +277,23 @@ def self_check_with_real_kernels(torch, cuda_kernels):
     return [str(w.message) for w in caught]
 
 
+def check_gpu_dry_run(torch):
+    """tools/analysis/check_gpu.py's exactness and timing code on CPU (two
+    small cases, one tiny layer): it must run where users have a GPU."""
+    sys.path.insert(0, osp.join(REPO, 'tools', 'analysis'))
+    import check_gpu
+    lines = []
+    records, failures = check_gpu.run_exactness(
+        torch.device('cpu'), 2, [torch.float32, torch.float16],
+        log=lines.append)
+    timing = check_gpu.run_timing(
+        torch.device('cpu'), [1], [(6, 5)], [0.5], 2, torch.float32, 2,
+        shapes_fn=lambda h, w: [('tiny.conv2', 8, 8, 3, 1, (h, w))],
+        log=lines.append)
+    return dict(failures=failures, cases=len(records), log=lines,
+                timing_keys=sorted(timing[0]))
+
+
 def worker(out_path):
     assert os.environ.get('TRITON_INTERPRET') == '1'
     import torch
@@ -298,6 +315,7 @@ def worker(out_path):
                                         raised=traceback.format_exc())
     results['self_check_warnings'] = self_check_with_real_kernels(
         torch, cuda_kernels)
+    results['check_gpu_dry_run'] = check_gpu_dry_run(torch)
     with open(out_path, 'w') as f:
         json.dump(results, f)
 
@@ -322,7 +340,7 @@ def interpreted(tmp_path_factory):
 def test_interpreted_kernel_matches_reference(interpreted, family):
     failures = []
     for key, result in interpreted.items():
-        if not key.startswith(family + '/'):
+        if not key.startswith(family + '/') or key.count('/') != 2:
             continue
         dtype = key.rsplit('/', 1)[1]
         if result['error'] is None:
@@ -360,6 +378,13 @@ def test_cases_cover_the_required_families():
 
 def test_self_check_cases_pass_with_the_real_kernels(interpreted):
     assert interpreted['self_check_warnings'] == []
+
+
+def test_check_gpu_tool_runs_on_cpu(interpreted):
+    dry = interpreted['check_gpu_dry_run']
+    assert dry['cases'] == 4 and dry['failures'] == 0, dry['log']
+    assert {'dense_ms', 'triton_ms', 'masked_ms', 'speedup_vs_dense'} <= set(
+        dry['timing_keys'])
 
 
 if __name__ == '__main__':
