@@ -1,0 +1,489 @@
+"""Execution plans: per layer, the fastest *exact* implementation on this
+CPU, chosen by measured latency and cached on disk.
+
+No single implementation of a grouped conv wins every shape (the ragged
+kernel loses to oneDNN on wide groups, a dense conv with the sparsity folded
+into zero weights loses nothing against dense). So a deployed layer does not
+commit to one: at its first call with a given signature (op, geometry,
+batch, spatial-size bucket, density bucket, dtype, threads) every candidate
+valid for it runs a few interleaved rounds (:mod:`mmlgc.ops.timing`) on the
+actual input, the fastest median wins, and the choice is stored
+
+* in memory (later calls: one dictionary look-up), and
+* in a JSON file keyed by the CPU model (``$MMLGC_PLAN_CACHE``, default
+  ``~/.cache/mmlgc/plans.json``), so ``tools/deploy.py``, ``tools/test.py``
+  and ``benchmark_model.py`` reuse what an earlier run measured.
+
+Every candidate computes the op's definition (:mod:`mmlgc.ops.reference`);
+they differ only in float rounding (zero weights add exact zeros).
+
+``$MMLGC_CONV_PLAN`` (or :func:`force_plan`) forces a candidate where it is
+valid: ``kernel`` (the compiled op), ``dense`` (zero-weight dense conv;
+static groups, or dynamic with one group), ``grouped`` (static groups
+merged into a few equal, channel-permuted groups: one oneDNN grouped conv),
+``gathered`` (dynamic: per sample, each group's active channels gathered
+into one ``groups=G`` conv), ``batch_union`` (dynamic, batch > 1: the union
+of the batch's active channels per group, masked, one grouped conv);
+``measure`` (default) chooses by latency.
+
+Candidates (static ragged groups, :class:`~mmlgc.layers.static_groups.
+RaggedGroupConv2d`):
+
+* ``kernel``: :func:`mmlgc.ops.ragged_group_conv` (+ its output reorder);
+* ``dense``: one dense conv whose weight holds the groups' blocks and zeros
+  elsewhere, rows already in the output order the layer emits;
+* ``grouped<B>``: the groups packed into ``B`` buckets of about equal output
+  counts, each reading the union of its members' inputs (zero weights where
+  a member does not read), padded to equal sizes: one input gather, one
+  ``groups=B`` conv, one output gather.
+
+Candidates (dynamic masks, :func:`mmlgc.ops.dynamic_group_conv`):
+``kernel``; ``gathered``; ``batch_union`` (batch > 1); ``dense`` (one
+group: ``F.conv2d`` of the masked input).
+"""
+import json
+import math
+import os
+import os.path as osp
+import platform
+import tempfile
+import threading
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.modules.utils import _pair
+
+from .dynamic_group_conv import dynamic_group_conv as _dynamic_kernel
+from .ragged_group_conv import ragged_group_conv as _ragged_kernel
+from .ragged_group_conv import unpack_weights
+from .timing import time_interleaved
+
+PLAN_ENV = 'MMLGC_CONV_PLAN'
+CACHE_ENV = 'MMLGC_PLAN_CACHE'
+#: Interleaved rounds per candidate when a plan is measured.
+MEASURE_ROUNDS = 3
+#: Bucket counts tried for static groups.
+BUCKETS = (1, 2, 4, 8)
+
+_forced: Optional[str] = None
+_lock = threading.Lock()
+
+
+def force_plan(name: Optional[str]) -> None:
+    """Force candidate ``name`` wherever it is valid (None: back to
+    ``$MMLGC_CONV_PLAN``, or measuring)."""
+    global _forced
+    _forced = name
+
+
+def forced_plan() -> str:
+    return _forced or os.environ.get(PLAN_ENV, 'measure')
+
+
+# -- the on-disk cache ------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class PlanCache:
+    """Chosen candidate per signature, in memory and in a JSON file
+    ``{cpu model: {signature: {"choice": name, "ms": {name: median}}}}``
+    (written atomically; a corrupt or foreign file is ignored)."""
+
+    def __init__(self):
+        self.path = None
+        self.entries: Dict[str, dict] = {}
+
+    def _sync_path(self):
+        path = os.environ.get(CACHE_ENV) or osp.join(
+            os.environ.get('XDG_CACHE_HOME', osp.expanduser('~/.cache')),
+            'mmlgc', 'plans.json')
+        if path != self.path:
+            self.path, self.entries = path, self._read(path).get(
+                cpu_model(), {})
+
+    @staticmethod
+    def _read(path) -> dict:
+        try:
+            with open(path) as f:
+                data = json.load(f)
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def get(self, signature: str) -> Optional[str]:
+        self._sync_path()
+        entry = self.entries.get(signature)
+        return entry.get('choice') if isinstance(entry, dict) else None
+
+    def put(self, signature: str, choice: str, ms: Dict[str, float]):
+        self._sync_path()
+        self.entries[signature] = dict(choice=choice, ms=ms)
+        data = self._read(self.path)
+        data.setdefault(cpu_model(), {})[signature] = self.entries[signature]
+        try:
+            os.makedirs(osp.dirname(self.path) or '.', exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=osp.dirname(self.path) or '.',
+                                       suffix='.tmp')
+            with os.fdopen(fd, 'w') as f:
+                json.dump(data, f, indent=0, sort_keys=True)
+            os.replace(tmp, self.path)
+        except OSError:  # read-only home: the in-memory plan still holds
+            pass
+
+
+cache = PlanCache()
+
+
+def size_bucket(height: int, width: int) -> int:
+    """Half-octaves of the pixel count: detection images of nearby sizes
+    share a plan."""
+    return round(2 * math.log2(max(height * width, 1)))
+
+
+def density_bucket(density: float) -> int:
+    """Eighths."""
+    return round(8 * density)
+
+
+def choose(signature: str, candidates: Dict[str, Callable[[], Tensor]]
+           ) -> str:
+    """The candidate to run: the forced one if valid, else the cached
+    choice, else the fastest measured now (and cached)."""
+    forced = forced_plan()
+    if forced != 'measure':
+        for name in candidates:  # 'grouped' forces any grouped<B>
+            if name == forced or name.rstrip('0123456789') == forced:
+                return name
+        return 'kernel'
+    choice = cache.get(signature)
+    if choice in candidates:
+        return choice
+    with _lock, torch.no_grad():
+        timings = time_interleaved(candidates, MEASURE_ROUNDS)
+    ms = {name: t.median for name, t in timings.items()}
+    choice = min(ms, key=ms.get)
+    cache.put(signature, choice, ms)
+    return choice
+
+
+# -- static ragged groups ---------------------------------------------------
+class _DenseZeroWeights:
+    """The layer as one dense conv (zero weights where nothing connects)."""
+
+    def __init__(self, layer, rows: Tensor, blocks: List[Tensor],
+                 in_sets: List[Tensor]):
+        weight = blocks[0].new_zeros(layer.out_channels, layer.in_channels,
+                                     *layer.kernel_size)
+        first = 0
+        for block, ins in zip(blocks, in_sets):
+            o = block.shape[0]
+            weight[first:first + o, ins] = block
+            first += o
+        self.weight = weight[rows].contiguous()
+        self.bias = None if layer.bias is None else layer.bias.detach()[rows]
+        self.conv = (layer.stride, layer.padding, layer.dilation)
+
+    def __call__(self, input):
+        return F.conv2d(input, self.weight, self.bias, *self.conv)
+
+
+class _BucketedGroups:
+    """The groups packed into ``buckets`` equal, padded groups: one
+    ``index_select`` of the inputs, one grouped conv, one ``index_select``
+    of the outputs (skipped when already in order)."""
+
+    def __init__(self, layer, rows: Tensor, blocks: List[Tensor],
+                 in_sets: List[Tensor], buckets: int):
+        members = _pack(blocks, in_sets, buckets)
+        unions = [
+            torch.unique(torch.cat([in_sets[g] for g in m]))
+            if m else in_sets[0].new_empty(0) for m in members
+        ]
+        width = max(max(len(u) for u in unions), 1)
+        height = max(sum(blocks[g].shape[0] for g in m) for m in members)
+        kh, kw = layer.kernel_size
+        weight = blocks[0].new_zeros(buckets * height, width, kh, kw)
+        in_index = torch.zeros(buckets * width, dtype=torch.long)
+        # Position of each group-order output row in the conv's output.
+        source = torch.empty(layer.out_channels, dtype=torch.long)
+        starts = torch.tensor([0] + [b.shape[0] for b in blocks]).cumsum(0)
+        for b, (group_ids, union) in enumerate(zip(members, unions)):
+            in_index[b * width:b * width + len(union)] = union
+            row = b * height
+            for g in group_ids:
+                o = blocks[g].shape[0]
+                cols = torch.searchsorted(union, in_sets[g])
+                weight[row:row + o, cols] = blocks[g]
+                source[starts[g]:starts[g] + o] = torch.arange(row, row + o)
+                row += o
+        self.weight = weight
+        self.in_index = in_index.to(weight.device)
+        self.out_index = source[rows].to(weight.device)
+        self.reorder = not torch.equal(self.out_index.cpu(),
+                                       torch.arange(buckets * height))
+        self.bias = None
+        if layer.bias is not None:  # bias after the output gather
+            self.bias = layer.bias.detach()[rows][:, None, None]
+        self.conv = (layer.stride, layer.padding, layer.dilation, buckets)
+        self.macs = buckets * height * width
+
+    def __call__(self, input):
+        out = F.conv2d(input.index_select(1, self.in_index), self.weight,
+                       None, *self.conv)
+        if self.reorder:
+            out = out.index_select(1, self.out_index)
+        return out if self.bias is None else out + self.bias
+
+
+def _pack(blocks, in_sets, buckets) -> List[List[int]]:
+    """Groups into ``buckets`` bins: largest first, each into the bin whose
+    input union grows least among those with the fewest outputs (ties),
+    keeping output counts balanced (the conv pads every bin to the
+    largest)."""
+    order = sorted(range(len(blocks)), key=lambda g: -blocks[g].shape[0])
+    members = [[] for _ in range(buckets)]
+    rows = [0] * buckets
+    unions = [set() for _ in range(buckets)]
+    for g in order:
+        ins = set(in_sets[g].tolist())
+        least = min(rows)
+        candidates = [b for b in range(buckets)
+                      if rows[b] <= least + blocks[g].shape[0]]
+        best = min(candidates, key=lambda b: (len(ins - unions[b]), rows[b]))
+        members[best].append(g)
+        rows[best] += blocks[g].shape[0]
+        unions[best] |= ins
+    return members
+
+
+def _ragged_layout(layer) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
+    """(rows, blocks, in_sets) of a ragged layer: ``rows[p]`` is the
+    group-order row at output position ``p`` (the layer's reorder applied
+    or not, as its forward does)."""
+    blocks = unpack_weights(layer.weight.detach(), layer._in_sizes,
+                            layer._out_sizes, layer.kernel_size)
+    in_sets = list(layer.in_index.cpu().split(layer._in_sizes))
+    if layer._reorder:
+        rows = layer.output_index.cpu()
+    else:
+        rows = torch.arange(layer.out_channels)
+    return rows.to(layer.weight.device), blocks, in_sets
+
+
+def _ragged_kernel_call(layer):
+    def run(input):
+        out = _ragged_kernel(input, layer.weight, layer.bias, layer.in_index,
+                             layer._in_sizes, layer._out_sizes,
+                             layer.kernel_size, layer.stride, layer.padding,
+                             layer.dilation)
+        if layer._reorder:
+            out = out.index_select(1, layer.output_index)
+        return out
+
+    return run
+
+
+def _state_key(layer) -> tuple:
+    """Changes whenever a tensor the candidates were built from does."""
+    return tuple((id(t), t._version) if t is not None else None
+                 for t in (layer.weight, layer.bias, layer.in_index,
+                           layer.output_index))
+
+
+def _ragged_candidates(layer) -> Dict[str, Callable[[Tensor], Tensor]]:
+    """Built once per layer state (weights, layout) and cached on it."""
+    key = _state_key(layer)
+    cached = getattr(layer, '_plan_candidates', None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    candidates = {'kernel': _ragged_kernel_call(layer)}
+    if layer.weight.numel() and all(s > 0 for s in layer._out_sizes):
+        rows, blocks, in_sets = _ragged_layout(layer)
+        dense = layer.in_channels * layer.out_channels
+        candidates['dense'] = _DenseZeroWeights(layer, rows, blocks, in_sets)
+        for buckets in BUCKETS:
+            if buckets > len(blocks):
+                break
+            packed = _BucketedGroups(layer, rows, blocks, in_sets, buckets)
+            if packed.macs < dense:  # else no better than 'dense'
+                candidates[f'grouped{buckets}'] = packed
+    layer._plan_candidates = (key, candidates)
+    return candidates
+
+
+def ragged_forward(layer, input: Tensor) -> Tensor:
+    """A deployed ragged layer's output (in the order its forward emits),
+    by the planned candidate."""
+    candidates = _ragged_candidates(layer)
+    if len(candidates) == 1 or input.device.type != 'cpu':
+        return candidates['kernel'](input)
+    n, _, h, w = input.shape
+    kh, kw = layer.kernel_size
+    signature = '|'.join(map(str, (
+        'ragged', layer.in_channels, layer.out_channels, f'{kh}x{kw}',
+        layer.stride, layer.padding, layer.dilation, len(layer._in_sizes),
+        f'd{density_bucket(layer.connections / (layer.in_channels * layer.out_channels))}',
+        f'n{n}', f'hw{size_bucket(h, w)}', input.dtype,
+        f't{torch.get_num_threads()}')))
+    choice = choose(signature,
+                    {name: (lambda c=c: c(input))
+                     for name, c in candidates.items()})
+    return candidates[choice](input)
+
+
+# -- dynamic masks ----------------------------------------------------------
+def _active_channels(mask: Tensor) -> Tuple[Tensor, Tensor, int]:
+    """Per group of ``mask`` ``[G, C]``: active channel indices, padded to
+    the largest count with inactive channels of scale 0. Returns ``(index [G, k], scale
+    [G, k], k)``."""
+    active = mask != 0
+    counts = active.sum(1)
+    k = int(counts.max()) if counts.numel() else 0
+    if k == 0:
+        return None, None, 0
+    # Stable sort puts each row's active channels first, in channel order.
+    order = torch.sort(active.to(torch.int8), dim=1, descending=True,
+                       stable=True).indices[:, :k]
+    scale = mask.gather(1, order)
+    scale = torch.where(active.gather(1, order), scale, scale.new_zeros(()))
+    return order, scale, k
+
+
+def _gathered(input, weight, bias, mask, out_mask, stride, padding,
+              dilation):
+    """Per sample: each group's active channels (scales folded into the
+    gathered weight), one ``groups=G`` conv; with one group and an
+    ``out_mask``, only the read output channels."""
+    n, c = input.shape[:2]
+    o, g = weight.shape[0], mask.shape[1]
+    per_group = o // g
+    outs = []
+    for i in range(n):
+        index, scale, k = _active_channels(mask[i])
+        x = input[i:i + 1]
+        rows = None
+        if g == 1 and out_mask is not None:
+            rows = torch.nonzero(out_mask[i]).flatten()
+        if k == 0 or (rows is not None and rows.numel() == 0):
+            # Nothing read (the conv of zeros: its bias) or nothing written.
+            out = _conv_shape_zeros(input, weight, stride, padding, dilation)
+            if bias is not None and k == 0:
+                out = out + bias[:, None, None]
+            outs.append(out)
+            continue
+        w = weight.view(g, per_group, c, *weight.shape[2:])
+        if rows is not None:
+            w = w[:, rows]
+        w = torch.gather(w, 2, index[:, None, :, None, None].expand(
+            -1, w.shape[1], -1, *weight.shape[2:]))
+        w = (w * scale[:, None, :, None, None]).flatten(0, 1)
+        b = bias if rows is None or bias is None else bias[rows]
+        out = F.conv2d(x.index_select(1, index.flatten()), w, b, stride,
+                       padding, dilation, g)
+        if rows is not None:
+            full = out.new_zeros(1, o, *out.shape[2:])
+            full[:, rows] = out
+            out = full
+        outs.append(out)
+    out = torch.cat(outs) if n > 1 else outs[0]
+    return _apply_out_mask(out, out_mask)
+
+
+def _batch_union(input, weight, bias, mask, out_mask, stride, padding,
+                 dilation):
+    """Per group, the union over the batch of its active channels, the
+    input masked there (zeros where a sample does not read): one grouped
+    conv for the whole batch."""
+    n, c = input.shape[:2]
+    g = mask.shape[1]
+    union = mask.ne(0).any(0)  # [G, C]
+    index, _, k = _active_channels(union.to(mask.dtype))
+    if k == 0:
+        out = _conv_shape_zeros(input, weight, stride, padding,
+                                dilation).expand(n, -1, -1, -1).clone()
+        if bias is not None:
+            out = out + bias[:, None, None]
+        return _apply_out_mask(out, out_mask)
+    flat = index.flatten()
+    # Padded slots are channels no sample reads in that group: scale 0.
+    scale = mask.gather(2, index[None].expand(n, -1, -1)).flatten(1)
+    x = input.index_select(1, flat) * scale[:, :, None, None]
+    w = weight.view(g, -1, c, *weight.shape[2:])
+    w = torch.gather(w, 2, index[:, None, :, None, None].expand(
+        -1, w.shape[1], -1, *weight.shape[2:])).flatten(0, 1)
+    out = F.conv2d(x, w, bias, stride, padding, dilation, g)
+    return _apply_out_mask(out, out_mask)
+
+
+def _masked_dense(input, weight, bias, mask, out_mask, stride, padding,
+                  dilation):
+    """One group: the dense conv of the masked input."""
+    out = F.conv2d(input * mask[:, 0, :, None, None], weight, bias, stride,
+                   padding, dilation)
+    return _apply_out_mask(out, out_mask)
+
+
+def _conv_shape_zeros(input, weight, stride, padding, dilation):
+    from .reference import conv_output_size
+    size = conv_output_size(input.shape[2:], weight.shape[2:], stride,
+                            padding, dilation)
+    return input.new_zeros(1, weight.shape[0], *size)
+
+
+def _apply_out_mask(out, out_mask):
+    if out_mask is None:
+        return out
+    return torch.where(out_mask[:, :, None, None] != 0, out,
+                       out.new_zeros(()))
+
+
+def dynamic_group_conv(input: Tensor,
+                       weight: Tensor,
+                       bias: Optional[Tensor],
+                       mask: Tensor,
+                       out_mask: Optional[Tensor] = None,
+                       stride=1,
+                       padding=0,
+                       dilation=1) -> Tensor:
+    """:func:`mmlgc.ops.dynamic_group_conv` (same arguments, same result up
+    to rounding) by the planned candidate. Masks that need gradients, and
+    non-CPU inputs, go to the op itself."""
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    args = (input, weight, bias, mask, out_mask, stride, padding, dilation)
+    if input.device.type != 'cpu' or (torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (mask, out_mask))):
+        return _dynamic_kernel(*args)
+    candidates = {'kernel': _dynamic_kernel, 'gathered': _gathered}
+    n, c, h, w = input.shape
+    g = mask.shape[1]
+    if n > 1:
+        candidates['batch_union'] = _batch_union
+    if g == 1:
+        candidates['dense'] = _masked_dense
+    kh, kw = weight.shape[2:]
+    density = float(mask.ne(0).sum()) / max(mask.numel(), 1)
+    signature = '|'.join(map(str, (
+        'dynamic', c, weight.shape[0], f'{kh}x{kw}', stride, padding,
+        dilation, g, out_mask is not None, f'd{density_bucket(density)}',
+        f'n{n}', f'hw{size_bucket(h, w)}', input.dtype,
+        f't{torch.get_num_threads()}')))
+    choice = choose(signature,
+                    {name: (lambda f=f: f(*args))
+                     for name, f in candidates.items()})
+    return candidates[choice](*args)
+
+
+__all__ = [
+    'CACHE_ENV', 'PLAN_ENV', 'cache', 'dynamic_group_conv', 'force_plan',
+    'forced_plan', 'ragged_forward'
+]
