@@ -12,8 +12,11 @@ max_epochs = 120
 # norm_eval=False: mmdet's ResNet arguments default to frozen BN statistics
 # (detection), mmpretrain's ResNet (the base config's) to training ones; a
 # network trained from scratch needs them trained. zero_init_residual=False:
-# the reference initialises as torchvision does by default (Kaiming fan-out
-# convs, BN weight 1, no zero-initialised last BN).
+# as the reference, no zero-initialised last BN (BN weights 1; mmdet's
+# default zeroes each block's last BN). Its convs are Kaiming normal
+# (fan_out, ReLU) with each DGC head a [O/G, C, k, k] conv of its own:
+# mmlgc.DGCResNet gives its DGC convs that per-head fan_out (O/G·k²), i.e.
+# sqrt(G) = 2 times the spread mm*'s Kaiming init gives the dense weight.
 model = dict(
     backbone=dict(
         type='mmlgc.DGCResNet',

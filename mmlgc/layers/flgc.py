@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..utils.checks import check_positive_int
 from .static_groups import ConnectionMaskedConv2d
 
 #: Substring of the parameter names of every FLGC assignment matrix (for
@@ -87,12 +88,11 @@ class FLGCConv2d(ConnectionMaskedConv2d, nn.Conv2d):
                  logit_init: str = 'normal',
                  init_std: float = 0.0,
                  norm_follows: bool = True):
-        if not isinstance(num_groups, int) or num_groups < 1:
-            raise ValueError(
-                f'num_groups must be a positive integer, got {num_groups!r}')
+        owner = type(self).__name__
+        check_positive_int(owner, 'num_groups', num_groups)
         if logit_init not in ('normal', 'contiguous'):
-            raise ValueError(f'logit_init must be "normal" or "contiguous", '
-                             f'got {logit_init!r}')
+            raise ValueError(f'{owner}: logit_init={logit_init!r} must be '
+                             "'normal' or 'contiguous'")
         super().__init__(in_channels, out_channels, kernel_size, stride,
                          padding, dilation, 1, bias)
         self.num_groups = num_groups

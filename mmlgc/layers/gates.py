@@ -2,6 +2,8 @@
 import torch
 from torch import Tensor, nn
 
+from ..utils.checks import check_positive
+
 
 class BinaryConcreteGate(nn.Module):
     """MSGC's binary-concrete gate with a straight-through estimator.
@@ -18,8 +20,7 @@ class BinaryConcreteGate(nn.Module):
 
     def __init__(self, tau: float = 2 / 3):
         super().__init__()
-        if tau <= 0:
-            raise ValueError(f'tau must be positive, got {tau}')
+        check_positive(type(self).__name__, 'tau', tau)
         self.tau = tau
 
     def forward(self, logits: Tensor) -> Tensor:
@@ -70,8 +71,8 @@ class TopKSaliencyGate(nn.Module):
     def __init__(self, tie_break: str = 'index'):
         super().__init__()
         if tie_break not in self.TIE_BREAKS:
-            raise ValueError(f'tie_break must be one of {self.TIE_BREAKS}, '
-                             f'got {tie_break!r}')
+            raise ValueError(f'{type(self).__name__}: tie_break='
+                             f'{tie_break!r} must be one of {self.TIE_BREAKS}')
         self.tie_break = tie_break
 
     def drop_mask(self, saliency: Tensor, k: int) -> Tensor:

@@ -6,18 +6,19 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from torch import Tensor, nn
 
+from ..utils.checks import check_positive_int
 from .gates import BinaryConcreteGate
 
 
-def hidden_width(in_channels: int, squeeze: int) -> int:
-    """Hidden width ``C // r`` of a generator; at least one channel."""
-    if isinstance(squeeze, bool) or not isinstance(squeeze,
-                                                   int) or squeeze < 1:
-        raise ValueError(f'squeeze={squeeze!r} must be a positive integer')
+def hidden_width(owner: str, in_channels: int, squeeze: int) -> int:
+    """Hidden width ``C // r`` of ``owner``, a generator; at least one
+    channel."""
+    check_positive_int(owner, 'squeeze', squeeze)
     hidden = in_channels // squeeze
     if hidden < 1:
-        raise ValueError(f'squeeze {squeeze} leaves no hidden channel for '
-                         f'{in_channels} input channels')
+        raise ValueError(f'{owner}: squeeze={squeeze} leaves no hidden '
+                         f'channel for {in_channels} input channels: it must '
+                         f'be at most {in_channels}')
     return hidden
 
 
@@ -31,7 +32,7 @@ class _PooledMLP(nn.Module):
     def __init__(self, in_channels: int, channels: int, heads: int,
                  squeeze: int, norm_cfg: Optional[dict]):
         super().__init__()
-        hidden = hidden_width(in_channels, squeeze)
+        hidden = hidden_width(type(self).__name__, in_channels, squeeze)
         self.in_channels, self.channels = in_channels, channels
         self.heads = heads
         self.hidden = hidden
@@ -131,7 +132,7 @@ class SaliencyGenerator(nn.Module):
     def __init__(self, in_channels: int, heads: int = 4, squeeze: int = 16,
                  bias_init: float = 1.0):
         super().__init__()
-        hidden = hidden_width(in_channels, squeeze)
+        hidden = hidden_width(type(self).__name__, in_channels, squeeze)
         self.in_channels, self.heads, self.hidden = in_channels, heads, hidden
         self.bias_init = bias_init
         self.fc1_weight = nn.Parameter(torch.empty(heads, hidden, in_channels))

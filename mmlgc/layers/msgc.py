@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from .. import ops
 from ..ops import plans
 from ..complexity import CostReporter, conv_macs
+from ..utils.checks import check_divides
 from .generators import AttentionGenerator, MaskGenerator
 
 
@@ -112,9 +113,8 @@ class SelfGatedMSGCConv2d(CostReporter, MSGCConv2d):
                  gate_bias: float = 2.0,
                  tau: float = 2 / 3,
                  generator_norm_cfg: Optional[dict] = None):
-        if not isinstance(heads, int) or heads < 1 or out_channels % heads:
-            raise ValueError(f'heads={heads!r} must be a positive integer '
-                             f'dividing the {out_channels} output channels')
+        check_divides(type(self).__name__, 'heads', heads, [out_channels],
+                      'the output channels')
         super().__init__(in_channels, out_channels, kernel_size, stride,
                          padding, dilation, 1, bias)
         self.heads, self.gate_bias = heads, gate_bias

@@ -55,8 +55,9 @@ def importance_vectors(weight: Tensor, mask: Tensor) -> Tensor:
     if w.dim() == 4:
         w = w.sum((2, 3))
     elif w.dim() != 2:
-        raise ValueError(f'weight of shape {tuple(weight.shape)}: expected '
-                         'a conv [O, C, kh, kw] or linear [O, C] weight')
+        raise ValueError(f'importance_vectors: weight of shape '
+                         f'{tuple(weight.shape)}: expected a conv '
+                         '[O, C, kh, kw] or linear [O, C] weight')
     return w * mask.to(w.dtype)
 
 
@@ -78,7 +79,7 @@ def kmeans(points: Tensor,
     same clusters. Every centroid is the mean of its members.
     """
     if clusters < 1:
-        raise ValueError(f'clusters must be positive, got {clusters}')
+        raise ValueError(f'kmeans: clusters={clusters!r} must be positive')
     x = points.detach().to('cpu', torch.float64)
     distinct = torch.unique(x, dim=0)
     k = min(clusters, len(distinct))
@@ -149,10 +150,10 @@ def self_group(importance: Tensor,
     cluster of each filter [O])`` removing the fraction ``ratio`` of the
     layer's ``O·C`` connections (already pruned ones included)."""
     if not 0 < ratio < 1:
-        raise ValueError(f'ratio must be in (0, 1), got {ratio}')
+        raise ValueError(f'self_group: ratio={ratio!r} must be in (0, 1)')
     if importance.shape != mask.shape:
-        raise ValueError(f'importance {tuple(importance.shape)} and mask '
-                         f'{tuple(mask.shape)} differ')
+        raise ValueError(f'self_group: importance {tuple(importance.shape)} '
+                         f'and mask {tuple(mask.shape)} differ')
     centroids, labels = kmeans(importance, groups, seed)
     connected = (mask.detach().cpu() != 0).to(centroids.dtype)
     # The cluster reads a channel only if every member still does.

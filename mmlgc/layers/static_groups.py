@@ -49,7 +49,8 @@ class ConnectionMaskedConv2d(nn.Conv2d, CostReporter):
         mask = self.connection_mask()
         if mask.shape != self.weight.shape[:2]:
             raise ValueError(
-                f'connection mask is {tuple(mask.shape)}, expected [O, C] = '
+                f'{type(self).__name__}: connection mask is '
+                f'{tuple(mask.shape)}, expected [O, C] = '
                 f'{list(self.weight.shape[:2])}')
         weight = self.weight * mask.to(self.weight.dtype)[:, :, None, None]
         out = F.conv2d(input, weight, self.bias, self.stride, self.padding,
@@ -95,8 +96,8 @@ class GroupLayout:
         """Groups of ``mask`` ``[O, C]`` (non-zero = connected): one per
         distinct row, ordered by their first filter (deterministic)."""
         if mask.dim() != 2:
-            raise ValueError(
-                f'a connection mask is [O, C], got {tuple(mask.shape)}')
+            raise ValueError(f'{cls.__name__}.from_mask: a connection mask '
+                             f'is [O, C], got {tuple(mask.shape)}')
         rows = mask.detach().cpu() != 0
         sets, group_of = torch.unique(rows, dim=0, return_inverse=True)
         members = [
@@ -222,7 +223,8 @@ class RaggedGroupConv2d(nn.Module, CostReporter):
     def filter_order(self) -> Tensor:
         """Original filter at each output position of the op."""
         if self.output_index.numel() == 0:
-            raise RuntimeError('the output order was folded into a consumer')
+            raise RuntimeError(f'{type(self).__name__}: the output order '
+                               'was folded into a consumer')
         return inverse_permutation(self.output_index)
 
     @property
@@ -276,7 +278,8 @@ def fold_output_order(producer: RaggedGroupConv2d,
     permuted).
     """
     if producer.output_index.numel() == 0:
-        raise ValueError('the producer\'s order is already folded')
+        raise ValueError(f'fold_output_order: the order of the producer '
+                         f'{type(producer).__name__} is already folded')
     if not producer._reorder:  # already in filter order
         producer.output_index = producer.output_index.new_empty(0)
         producer._refresh()
@@ -290,7 +293,8 @@ def fold_output_order(producer: RaggedGroupConv2d,
             consumer.weight.detach().index_select(1, order))
     else:
         raise TypeError(
-            f'cannot fold a channel order into {type(consumer).__name__}: '
+            'fold_output_order: cannot fold a channel order into '
+            f'{type(consumer).__name__}: '
             'only a ragged or a dense (groups=1) conv reads permuted inputs')
     producer.output_index = producer.output_index.new_empty(0)
     producer._refresh()

@@ -43,7 +43,8 @@ class AllReduceSyncBatchNorm(_BatchNorm):
     def _check_input_dim(self, input: Tensor) -> None:
         if input.dim() < 2:
             raise ValueError(
-                f'expected at least 2D input (got {input.dim()}D input)')
+                f'{type(self).__name__}: expected at least 2D input (got '
+                f'{input.dim()}D input)')
 
     def _use_batch_stats(self) -> bool:
         return self.training or not self.track_running_stats

@@ -19,6 +19,9 @@ from mmlgc.models import FLGCMobileNetV2, FLGCResNet
 
 def _resnet(depth=18, **kwargs):
     kwargs.setdefault('norm_eval', False)
+    # Gradients reach every FLGC conv on the first step: no zeroed last norm
+    # (mmdet's zero_init_residual) ends the residual branches.
+    kwargs.setdefault('zero_init_residual', False)
     kwargs.setdefault('out_indices', (0, 1, 2, 3))
     return FLGCResNet(depth=depth, base_channels=16, **kwargs)
 
@@ -411,7 +414,8 @@ def test_detector_forward_backward_and_predict(detector, tmp_path):
         detector,
         dict(type='mmlgc.FLGCResNet', depth=18, base_channels=16,
              num_groups=4, out_indices=(0, 1, 2, 3), frozen_stages=1,
-             norm_eval=True), [16, 32, 64, 128], tmp_path)
+             norm_eval=True, zero_init_residual=False), [16, 32, 64, 128],
+        tmp_path)
     model.train()
     sample = det_sample()
     losses = model(torch.randn(2, 3, 64, 64), [sample, sample],

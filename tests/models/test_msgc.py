@@ -112,7 +112,10 @@ def test_budget_gradient_reaches_generators():
 @pytest.mark.parametrize('attention', [False, True])
 def test_task_gradient_reaches_generators(name, attention):
     torch.manual_seed(0)
-    model = _small(name, attention=attention).train()
+    # A zeroed last norm (mmdet's zero_init_residual) would stop the first
+    # step's gradient at the end of each residual branch.
+    resnet = dict(zero_init_residual=False) if 'resnet' in name else {}
+    model = _small(name, attention=attention, **resnet).train()
     sum(o.square().mean() for o in model(torch.randn(2, 3, 32, 32))).backward()
     for name, p in model.named_parameters():
         if 'generator' in name and name.endswith('layers.3.bias'):

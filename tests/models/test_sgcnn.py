@@ -444,8 +444,8 @@ def test_detector_forward_backward_masks_frozen(detector, tmp_path):
     model = build_tiny_detector(
         detector,
         dict(type='mmlgc.SGCNNResNet', depth=18, base_channels=16,
-             out_indices=(0, 1, 2, 3), frozen_stages=1, norm_eval=True),
-        [16, 32, 64, 128], tmp_path)
+             out_indices=(0, 1, 2, 3), frozen_stages=1, norm_eval=True,
+             zero_init_residual=False), [16, 32, 64, 128], tmp_path)
     group_model(model.backbone, 0.6, seed=0)
     masks = {n: m.mask.clone() for n, m in self_grouped_layers(model)}
     model.train()

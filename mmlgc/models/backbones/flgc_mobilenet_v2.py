@@ -118,8 +118,9 @@ class FLGCMobileNetV2(InvertedResidualLayers, FLGCBackboneMixin, MobileNetV2):
         check_non_negative(type(self).__name__, 'init_std', init_std)
         unknown = set(flgc_convs) - set(FLGC_CONVS)
         if unknown:
-            raise ValueError(f'flgc_convs: unknown {sorted(unknown)}; '
-                             f'choose from {FLGC_CONVS}')
+            raise ValueError(f'{type(self).__name__}: flgc_convs='
+                             f'{tuple(flgc_convs)!r} must be a subset of '
+                             f'{FLGC_CONVS} (unknown: {sorted(unknown)})')
         self._block_kwargs = dict(
             flgc_convs=tuple(flgc_convs),
             num_groups=num_groups,

@@ -43,6 +43,7 @@ from ...registry import MODELS
 from ...utils.checks import (check_non_negative, check_positive_int,
                              check_resnet_args)
 from .flgc_base import FLGCBackboneMixin, fold_through_depthwise
+from .grouped_resnet import GroupedResNetMixin, check_block_conv_cfg
 
 
 class _FLGCBlockMixin(CostReporter):
@@ -79,9 +80,12 @@ class FLGCBasicBlock(_FLGCBlockMixin, BasicBlock):
                  depthwise=False,
                  **flgc_kwargs):
         self._check_unsupported(dcn=dcn, plugins=plugins)
+        check_block_conv_cfg(type(self).__name__, conv_cfg,
+                             'the FLGC convs')
         if depthwise:
-            raise ValueError('depthwise=True turns a Bottleneck\'s 3x3 conv '
-                             'depthwise; a BasicBlock has no such conv')
+            raise ValueError(f'{type(self).__name__}: depthwise=True turns a '
+                             "Bottleneck's 3x3 conv depthwise (depth 50, 101, "
+                             '152); a BasicBlock (depth 18, 34) has none')
         super().__init__(inplanes, planes, stride, dilation, downsample,
                          style, with_cp, conv_cfg, norm_cfg, None, None,
                          init_cfg)
@@ -120,6 +124,8 @@ class FLGCBottleneck(_FLGCBlockMixin, Bottleneck):
                  depthwise=False,
                  **flgc_kwargs):
         self._check_unsupported(dcn=dcn, plugins=plugins)
+        check_block_conv_cfg(type(self).__name__, conv_cfg,
+                             'the FLGC convs')
         super().__init__(inplanes, planes, stride, dilation, downsample,
                          style, with_cp, conv_cfg, norm_cfg, None, None,
                          init_cfg)
@@ -159,7 +165,7 @@ class FLGCBottleneck(_FLGCBlockMixin, Bottleneck):
 
 
 @MODELS.register_module()
-class FLGCResNet(FLGCBackboneMixin, ResNet):
+class FLGCResNet(FLGCBackboneMixin, GroupedResNetMixin, ResNet):
     """ResNet (depth 18/34/50/101/152) with FLGC blocks; mmdet ResNet's
     arguments and outputs, usable as an mmdet or mmpretrain backbone
     (``type='mmlgc.FLGCResNet'``).
@@ -209,7 +215,9 @@ class FLGCResNet(FLGCBackboneMixin, ResNet):
             init_std=init_std)
         super().__init__(depth, **kwargs)
         if self.deep_stem:
-            raise NotImplementedError('FLGCResNet has the standard stem only')
+            raise NotImplementedError(
+                f'{type(self).__name__}: deep_stem=True is not supported: '
+                'the standard stem only')
         if depthwise:
             self._register_load_state_dict_pre_hook(
                 _keep_depthwise_on_dense_load, with_module=True)

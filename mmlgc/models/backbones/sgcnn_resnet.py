@@ -30,6 +30,7 @@ from ...ops.reference import conv_output_size
 from ...registry import MODELS
 from ...utils.checks import check_resnet_args
 from ..dense_checkpoints import keep_method_state_on_dense_load, plural
+from .grouped_resnet import GroupedResNetMixin, check_block_conv_cfg
 
 
 class _SGCNNBlockMixin(CostReporter):
@@ -51,14 +52,13 @@ class _SGCNNBlockMixin(CostReporter):
                  dcn=None,
                  plugins=None,
                  init_cfg=None):
-        used = [
-            k for k, v in dict(dcn=dcn, plugins=plugins,
-                               conv_cfg=conv_cfg).items() if v
-        ]
+        used = [k for k, v in dict(dcn=dcn, plugins=plugins).items() if v]
         if used:
             raise NotImplementedError(
                 f'{type(self).__name__} does not support {", ".join(used)}: '
                 'its convs are self-grouped plain convs')
+        check_block_conv_cfg(type(self).__name__, conv_cfg,
+                             'the self-grouped convs')
         super().__init__(inplanes, planes, stride, dilation, downsample,
                          style, with_cp, conv_cfg, norm_cfg, None, None,
                          init_cfg)
@@ -92,7 +92,8 @@ class SGCNNBottleneck(_SGCNNBlockMixin, Bottleneck):
 
 
 @MODELS.register_module()
-class SGCNNResNet(DeployableBackboneMixin, CostReporter, ResNet):
+class SGCNNResNet(DeployableBackboneMixin, CostReporter, GroupedResNetMixin,
+                  ResNet):
     """ResNet (depth 18/34/50/101/152) with self-grouped block convs;
     mmdet ResNet's arguments and outputs, usable as an mmdet or mmpretrain
     backbone.
@@ -134,7 +135,8 @@ class SGCNNResNet(DeployableBackboneMixin, CostReporter, ResNet):
         super().__init__(depth, **kwargs)
         if self.deep_stem:
             raise NotImplementedError(
-                'SGCNNResNet has the standard stem only')
+                f'{type(self).__name__}: deep_stem=True is not supported: '
+                'the standard stem only')
         keep_dense_load_grouping_state(self)
         self.deploy = False
         if deploy:
