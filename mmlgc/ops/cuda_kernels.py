@@ -167,8 +167,12 @@ checked_ragged_group_conv = SelfCheckedKernel(
     ragged_check_cases)
 
 
+# The argument checks come first: a CPU tensor among CUDA ones is the
+# caller's error, to be reported as such, not a case for the self-check.
 def dynamic_group_conv_cuda(input, weight, bias, mask, out_mask, stride,
                             padding, dilation):
+    _triton().plan.check_dynamic_args('dynamic_group_conv', input, weight,
+                                      bias, mask, out_mask)
     return checked_dynamic_group_conv(input, weight, bias, mask, out_mask,
                                       stride, padding, dilation)
 
@@ -176,6 +180,9 @@ def dynamic_group_conv_cuda(input, weight, bias, mask, out_mask, stride,
 def ragged_group_conv_cuda(input, weight, bias, in_index, in_sizes,
                            out_sizes, kernel_size, stride, padding,
                            dilation):
+    _triton().plan.check_ragged_args('ragged_group_conv', input, weight, bias,
+                                     in_index, in_sizes, out_sizes,
+                                     kernel_size)
     return checked_ragged_group_conv(input, weight, bias, in_index, in_sizes,
                                      out_sizes, kernel_size, stride, padding,
                                      dilation)

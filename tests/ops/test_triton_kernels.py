@@ -387,5 +387,17 @@ def test_check_gpu_tool_runs_on_cpu(interpreted):
         dry['timing_keys'])
 
 
+@pytest.mark.skipif(os.environ.get('TRITON_INTERPRET') == '1',
+                    reason='the interpreter takes CPU tensors')
+def test_cpu_tensors_without_the_interpreter_are_a_clear_error():
+    import torch
+
+    from mmlgc.ops import triton_kernels
+    with pytest.raises(RuntimeError, match='TRITON_INTERPRET=1'):
+        triton_kernels.dynamic_group_conv(torch.randn(1, 2, 3, 3),
+                                          torch.randn(2, 2, 1, 1), None,
+                                          torch.ones(1, 1, 2))
+
+
 if __name__ == '__main__':
     worker(sys.argv[1])

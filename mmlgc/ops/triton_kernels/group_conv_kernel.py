@@ -182,8 +182,20 @@ def launch(input: Tensor, weight_flat: Tensor, bias: Optional[Tensor],
     return out
 
 
+def interpreted() -> bool:
+    """Whether the kernel runs in the Triton interpreter (decided when this
+    module was imported: ``TRITON_INTERPRET=1`` set before triton)."""
+    return not isinstance(group_conv_forward_kernel, triton.runtime.JITFunction)
+
+
 def _run(input, weight_flat, bias, plan, out, work, kernel_size, stride,
          padding, dilation, tile):
+    if input.device.type != 'cuda' and not interpreted():
+        raise RuntimeError(
+            'mmlgc.ops.triton_kernels: tensors on '
+            f'{input.device} need the Triton interpreter (TRITON_INTERPRET=1 '
+            'set before triton is imported); mmlgc.ops.dynamic_group_conv '
+            'and ragged_group_conv have CPU kernels of their own')
     plane = out.shape[2] * out.shape[3]
     pixel_tiles = triton.cdiv(plane, tile.block_p)
     grid = (work.shape[0] * pixel_tiles, )
@@ -217,6 +229,7 @@ def _tile_for(input, weight_flat, bias, plan, out, kernel_size, stride,
            int(plan.task_in[:, 1].max()) if plan.task_in.numel() else 0,
            tuple(kernel_size), tuple(stride), tuple(dilation))
     if key not in _tuned:
+        import triton.testing
         timings = {}
         for tile in tile_configs(input.dtype):
             work = plan.work_items(tile.block_r)
