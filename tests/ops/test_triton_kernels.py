@@ -277,6 +277,31 @@ def self_check_with_real_kernels(torch, cuda_kernels):
     return [str(w.message) for w in caught]
 
 
+def registered_cuda_kernels(torch, reference):
+    """The ops' registered CUDA kernels, reached by dispatching to the CUDA
+    key with CPU tensors: the self-checked Triton kernels, called by the
+    dispatcher with the schema's argument types. Errors vs the reference."""
+    cuda = torch._C.DispatchKeySet(torch._C.DispatchKey.CUDA)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 6, 7, 5, generator=gen)
+    mask = (torch.rand(2, 4, 6, generator=gen) < 0.5) * torch.randn(
+        2, 4, 6, generator=gen)
+    dynamic = (x, torch.randn(8, 6, 3, 3, generator=gen),
+               torch.randn(8, generator=gen), mask,
+               torch.rand(2, 8, generator=gen) < 0.5, [2, 1], [1, 1], [1, 2])
+    ragged = (x, torch.randn(2 * 3 * 9 + 3 * 4 * 9, generator=gen), None,
+              torch.tensor([0, 2, 4, 1, 2, 3, 4]), [3, 0, 4], [2, 1, 3],
+              [3, 3], [1, 2], [1, 0], [1, 1])
+    errors = {}
+    for name, args in (('dynamic_group_conv', dynamic),
+                       ('ragged_group_conv', ragged)):
+        op = getattr(torch.ops.mmlgc, name).default
+        got = op.redispatch(cuda, *args)
+        want = getattr(reference, name)(*_as_double(torch, args))
+        errors[name] = (got.double() - want).abs().max().item()
+    return errors
+
+
 def check_gpu_dry_run(torch):
     """tools/analysis/check_gpu.py's exactness and timing code on CPU (two
     small cases, one tiny layer): it must run where users have a GPU."""
@@ -316,6 +341,8 @@ def worker(out_path):
     results['self_check_warnings'] = self_check_with_real_kernels(
         torch, cuda_kernels)
     results['check_gpu_dry_run'] = check_gpu_dry_run(torch)
+    results['registered_cuda_kernels'] = registered_cuda_kernels(
+        torch, reference)
     with open(out_path, 'w') as f:
         json.dump(results, f)
 
@@ -378,6 +405,12 @@ def test_cases_cover_the_required_families():
 
 def test_self_check_cases_pass_with_the_real_kernels(interpreted):
     assert interpreted['self_check_warnings'] == []
+
+
+def test_registered_cuda_kernels_are_the_triton_ones(interpreted):
+    errors = interpreted['registered_cuda_kernels']
+    assert set(errors) == {'dynamic_group_conv', 'ragged_group_conv'}
+    assert all(e < 1e-5 for e in errors.values()), errors
 
 
 def test_check_gpu_tool_runs_on_cpu(interpreted):
