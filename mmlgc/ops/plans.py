@@ -68,14 +68,17 @@ MEASURE_ROUNDS = 3
 BUCKETS = (1, 2, 4, 8)
 
 _forced: Optional[str] = None
+#: Signature -> candidate, for every plan this process ran.
+chosen: Dict[str, str] = {}
 _lock = threading.Lock()
 
 
-def force_plan(name: Optional[str]) -> None:
+def force_plan(name: Optional[str]) -> Optional[str]:
     """Force candidate ``name`` wherever it is valid (None: back to
-    ``$MMLGC_CONV_PLAN``, or measuring)."""
+    ``$MMLGC_CONV_PLAN``, or measuring). Returns the previous setting."""
     global _forced
-    _forced = name
+    previous, _forced = _forced, name
+    return previous
 
 
 def forced_plan() -> str:
@@ -167,13 +170,26 @@ def choose(signature: str, candidates: Dict[str, Callable[[], Tensor]]
         return 'kernel'
     choice = cache.get(signature)
     if choice in candidates:
+        chosen[signature] = choice
         return choice
     with _lock, torch.no_grad():
         timings = time_interleaved(candidates, MEASURE_ROUNDS)
-    ms = {name: t.median for name, t in timings.items()}
+    # The minimum: other processes' load only ever adds time, so over a few
+    # rounds the fastest sample is the least disturbed estimate.
+    ms = {name: t.min for name, t in timings.items()}
     choice = min(ms, key=ms.get)
     cache.put(signature, choice, ms)
+    chosen[signature] = choice
     return choice
+
+
+def chosen_counts() -> Dict[str, int]:
+    """How often each candidate was chosen by this process's plans
+    (measured or read from the cache): which executions a model runs."""
+    counts: Dict[str, int] = {}
+    for choice in chosen.values():
+        counts[choice] = counts.get(choice, 0) + 1
+    return counts
 
 
 # -- static ragged groups ---------------------------------------------------
@@ -484,6 +500,6 @@ def dynamic_group_conv(input: Tensor,
 
 
 __all__ = [
-    'CACHE_ENV', 'PLAN_ENV', 'cache', 'dynamic_group_conv', 'force_plan',
-    'forced_plan', 'ragged_forward'
+    'CACHE_ENV', 'PLAN_ENV', 'cache', 'chosen_counts', 'dynamic_group_conv',
+    'force_plan', 'forced_plan', 'ragged_forward'
 ]

@@ -14,8 +14,12 @@ Forms, all in eval mode at batch 1 (``--batch``):
   MobileNetV2), BN folded into the convs, as a deployed dense model runs;
 * ``masked``: the MSGC model as the reference runs it at test time, every
   dynamic conv in the masked dense form (input replicated per head);
-* ``deployed``: ``switch_to_deploy()`` (BN folded, dynamic convs through
-  ``mmlgc.ops.dynamic_group_conv`` computing only active channel pairs).
+* ``deployed``: ``switch_to_deploy()`` (BN folded, grouped convs through
+  :mod:`mmlgc.ops.plans`: per layer the fastest exact execution measured on
+  this CPU, e.g. the compiled op computing only active channel pairs, a
+  zero-weight dense conv, merged groups on oneDNN's grouped conv);
+* ``ops-only`` (``--ops-only``): the deployed model with every grouped conv
+  forced onto the compiled op, as deployed models ran before plans.
 
 With ``--config`` the inputs are the first ``--batch`` images of the
 config's test set, through its pipeline and data preprocessor (a trained
@@ -86,6 +90,7 @@ from mmlgc.layers import FLGCConv2d, MaskGenerator
 from mmlgc.layers.dgc import dgc_layers
 from mmlgc.layers.self_grouping import (SelfGroupedConv2d, group_model,
                                         self_grouped_layers)
+from mmlgc.ops import plans
 from mmlgc.ops.timing import time_interleaved, warn_if_noisy
 from mmlgc.models import (DGCResNet, FLGCMobileNetV2, FLGCResNet,
                           MSGCMobileNetV2, MSGCResNet, SGCNNResNet)
@@ -154,6 +159,18 @@ def parse_args():
                         help='detector scope: post-process with the '
                         'config\'s test_cfg (work then follows each form\'s '
                         'scores) instead of the same work for every form')
+    parser.add_argument('--threads', type=int,
+                        help='torch threads (default: torch\'s choice); 1 '
+                        'gives steadier ratios on a shared machine')
+    parser.add_argument('--plan', default=None,
+                        help='force one execution for the deployed layers '
+                        '(mmlgc.ops.plans: kernel, dense, grouped, gathered, '
+                        'batch_union); default: $MMLGC_CONV_PLAN, else the '
+                        'fastest measured per layer (cached on disk)')
+    parser.add_argument('--ops-only', action='store_true',
+                        help='also time the deployed model with every layer '
+                        'on the compiled op (no plan: the execution before '
+                        'plans existed), interleaved with the other forms')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default='work_dirs/benchmark_model.json')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -386,11 +403,24 @@ def time_scopes(name, scopes, inputs, ratio, density, args):
         forms = ' | '.join(
             f'{form} {ms[form]:8.1f} ms ±{timings[form].spread:4.0%}'
             + ('' if form == 'dense' else f' ({speedup[form]:.2f}x)')
-            for form in FORMS)
+            for form in timings)
         eta = f' | η {row["eta"]:.2f}' if row['eta'] is not None else ''
         print(f'{name:>20} {scope:>8} {size[0]}x{size[1]} b{args.batch} '
               f'MACs {ratio:.3f} | {forms}{eta}', flush=True)
     return rows
+
+
+def forcing_ops(call):
+    """``call`` with every planned layer forced onto the compiled op."""
+
+    def run(inputs):
+        previous = plans.force_plan('kernel')
+        try:
+            return call(inputs)
+        finally:
+            plans.force_plan(previous)
+
+    return run
 
 
 def inputs_size(inputs):
@@ -401,6 +431,10 @@ def inputs_size(inputs):
 def main():
     args = parse_args()
     torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.plan:
+        plans.force_plan(args.plan)
     if args.checkpoint and not args.config:
         raise SystemExit('--checkpoint needs the --config it was trained '
                          'with')
@@ -454,12 +488,20 @@ def main():
                     same_head_work(form)
             scopes['detector'] = {
                 k: detector_call(v) for k, v in forms.items()}
+        if args.ops_only:
+            for callables in scopes.values():
+                callables['ops-only'] = forcing_ops(callables['deployed'])
         results += time_scopes(name, scopes, inputs, ratio, density, args)
+    executions = plans.chosen_counts()
+    print('deployed layers ran: ' + (', '.join(
+        f'{name} x{count}' for name, count in sorted(executions.items()))
+        or 'no planned layer'))
     if args.out:
         os.makedirs(osp.dirname(args.out) or '.', exist_ok=True)
         with open(args.out, 'w') as f:
-            json.dump(dict(threads=torch.get_num_threads(), results=results),
-                      f, indent=1)
+            json.dump(dict(threads=torch.get_num_threads(),
+                           plan=plans.forced_plan(), executions=executions,
+                           results=results), f, indent=1)
 
 
 if __name__ == '__main__':
