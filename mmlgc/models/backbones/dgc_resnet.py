@@ -34,11 +34,13 @@ from torch import Tensor, nn
 from ...complexity import CostReporter, conv_macs
 from ...deploy import DeployableBackboneMixin
 from ...layers import DGCConv
+from ...layers.dgc import generator_squeeze
 from ...ops.reference import conv_output_size
 from ...registry import MODELS
 from ...utils.checks import (check_divides, check_fraction,
-                             check_positive_int, check_resnet_args)
+                             check_resnet_args)
 from ..dense_checkpoints import keep_method_state_on_dense_load
+from .grouped_resnet import GroupedResNetMixin, check_block_conv_cfg
 
 #: Substrings of the state-dict keys only DGC has (absent from a dense
 #: checkpoint).
@@ -74,7 +76,9 @@ class _DGCBlockMixin(CostReporter):
         used = [k for k, v in dict(dcn=dcn, plugins=plugins).items() if v]
         if used:
             raise NotImplementedError(
-                f'{type(self).__name__} does not support {", ".join(used)}')
+                f'{type(self).__name__} does not support {", ".join(used)}: '
+                'the DGC convs replace the convs they would modify')
+        check_block_conv_cfg(type(self).__name__, conv_cfg, 'the DGC convs')
         super().__init__(inplanes, planes, stride, dilation, downsample,
                          style, with_cp, conv_cfg, norm_cfg, None, None,
                          init_cfg)
@@ -142,7 +146,8 @@ class DGCBottleneck(_DGCBlockMixin, Bottleneck):
 
 
 @MODELS.register_module()
-class DGCResNet(DeployableBackboneMixin, CostReporter, ResNet):
+class DGCResNet(DeployableBackboneMixin, CostReporter, GroupedResNetMixin,
+                ResNet):
     """ResNet (depth 18/34/50/101/152) with DGC blocks; mmdet ResNet's
     arguments and outputs, usable as an mmdet or mmpretrain backbone.
 
@@ -158,18 +163,21 @@ class DGCResNet(DeployableBackboneMixin, CostReporter, ResNet):
         dgc_norm_cfg: the DGC convs' pre-activation norm; default the
             backbone's ``norm_cfg``.
         dgc_norm_eval: whether ``norm_eval`` also freezes the
-            pre-activation norms (default None: as ``norm_eval``). A DGC conv
-            is quadratic in its input scale (the saliency, computed from the
-            input, multiplies it), so these norms are what keeps saliencies
-            O(1): with statistics that do not match the data (a fresh model,
-            or ImageNet statistics at detection resolutions) activations grow
-            doubly exponentially with depth and overflow. The detection
-            configs set ``False``: the post-conv BNs stay frozen as in mmdet,
+            pre-activation norms (default False). A DGC conv is quadratic in
+            its input scale (the saliency, computed from the input,
+            multiplies it), so these norms are what keeps saliencies O(1):
+            with statistics that do not match the data (a fresh model, a
+            dense checkpoint, which has none, or ImageNet statistics at
+            detection resolutions) activations grow doubly exponentially
+            with depth and overflow. So by default, under mmdet's
+            ``norm_eval=True``, the post-conv BNs are frozen as in mmdet and
             the pre-activation BNs normalise with batch statistics (over
             ``N·H·W`` positions per channel, enough at 2 images per GPU,
-            unlike the pooled ``N``-vectors of MSGC's generators) and their
-            running statistics adapt to the detection data. Frozen stages
-            keep theirs frozen.
+            unlike the pooled ``N``-vectors of MSGC's generators), their
+            running statistics adapting to the data. ``True`` freezes them
+            too; ``train()`` then refuses pre-activation norms still at their
+            initial statistics (non-finite outputs) and says what to set.
+            Frozen stages keep theirs frozen.
         deploy: build the deployed structure (BN folded into the convs,
             sparse eval), so ``tools/deploy.py`` output loads.
         **kwargs: mmdet ``ResNet`` arguments (``depth``, ``out_indices``,
@@ -198,7 +206,7 @@ class DGCResNet(DeployableBackboneMixin, CostReporter, ResNet):
                  mode: str = 'head',
                  tie_break: str = 'index',
                  dgc_norm_cfg='same',
-                 dgc_norm_eval: Optional[bool] = None,
+                 dgc_norm_eval: bool = False,
                  deploy: bool = False,
                  **kwargs):
         if depth not in self.arch_settings:
@@ -208,7 +216,10 @@ class DGCResNet(DeployableBackboneMixin, CostReporter, ResNet):
         widths = check_resnet_args(owner, kwargs)
         check_divides(owner, 'heads', heads, widths, 'the stage widths')
         check_fraction(owner, 'keep', keep)
-        check_positive_int(owner, 'squeeze', squeeze)
+        # The narrowest DGC conv input: layer1.0's (the stem's output) or
+        # the first stage's width.
+        generator_squeeze(owner, min(kwargs.get('stem_channels') or widths[0],
+                                     widths[0]), squeeze)
         if dgc_norm_cfg == 'same':
             dgc_norm_cfg = kwargs.get('norm_cfg',
                                       dict(type='BN', requires_grad=True))
@@ -222,7 +233,9 @@ class DGCResNet(DeployableBackboneMixin, CostReporter, ResNet):
         self.dgc_norm_eval = dgc_norm_eval
         super().__init__(depth, **kwargs)
         if self.deep_stem:
-            raise NotImplementedError('DGCResNet has the standard stem only')
+            raise NotImplementedError(
+                f'{type(self).__name__}: deep_stem=True is not supported: '
+                'the standard stem only')
         keep_method_state_on_dense_load(self, _is_dgc_state,
                                         _describe_dgc_state)
         self.deploy = False
@@ -231,13 +244,42 @@ class DGCResNet(DeployableBackboneMixin, CostReporter, ResNet):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if mode and self.norm_eval and self.dgc_norm_eval is False:
-            for index, name in enumerate(self.res_layers):
-                if index + 1 > self.frozen_stages:
-                    for module in getattr(self, name).modules():
-                        if isinstance(module, DGCConv):
-                            module.pre_norm.train()
+        if not (mode and self.norm_eval):
+            return self
+        pre_norms = {
+            f'{name}.{conv_name}.pre_norm': module.pre_norm
+            for index, name in enumerate(self.res_layers)
+            if index + 1 > self.frozen_stages
+            for conv_name, module in getattr(self, name).named_modules()
+            if isinstance(module, DGCConv) and module.pre_activation
+        }
+        if not self.dgc_norm_eval:
+            for norm in pre_norms.values():
+                norm.train()
+            return self
+        # Frozen at the statistics they were built with, the pre-activation
+        # norms let activations overflow (NaN losses): an error here, at the
+        # start of training, says what to change instead.
+        unset = [name for name, norm in pre_norms.items()
+                 if _at_initial_statistics(norm)]
+        if unset:
+            raise RuntimeError(
+                f'{type(self).__name__}: dgc_norm_eval=True with norm_eval='
+                f'True freezes the pre-activation norms, and {len(unset)} of '
+                f'them ({unset[0]}, ...) have never seen data (a fresh model, '
+                'or a dense checkpoint, which has none): their outputs '
+                'overflow. Set dgc_norm_eval=False (they normalise with '
+                'batch statistics), or load a DGC checkpoint that has them.')
         return self
+
+    def init_weights(self):
+        super().init_weights()
+        if self.mmdet_default_init:
+            # mm*'s Kaiming init took fan_out over each DGC conv's dense
+            # weight; the reference's heads are separate convs.
+            for module in self.modules():
+                if isinstance(module, DGCConv):
+                    module.kaiming_init_per_head()
 
     def make_res_layer(self, **kwargs):
         # ResLayer passes unknown kwargs on to the blocks.
@@ -251,6 +293,14 @@ class DGCResNet(DeployableBackboneMixin, CostReporter, ResNet):
                      9 * self.stem_channels * pooled[0] * pooled[1])
         self.report_cost(stem_macs, stem_macs, x.shape[0], x.device)
         return super().forward(x)
+
+
+def _at_initial_statistics(norm: nn.Module) -> bool:
+    """A BN's running statistics never updated nor loaded (mean 0, var
+    1); False for norms without running statistics (GN, LN)."""
+    if getattr(norm, 'running_mean', None) is None:
+        return False
+    return bool(norm.running_mean.eq(0).all() and norm.running_var.eq(1).all())
 
 
 def _is_dgc_state(key: str) -> bool:

@@ -7,6 +7,7 @@ backbone mixes in :class:`MSGCBackboneMixin` next to the mm* backbone.
 from typing import Optional
 
 import torch.nn.functional as F
+from mmengine.model import kaiming_init
 from torch import Tensor, nn
 
 from ...complexity import CostReporter
@@ -108,20 +109,41 @@ class MSGCBackboneMixin(DeployableBackboneMixin, CostReporter):
             self.switch_to_deploy()
 
     def init_weights(self):
+        loads_checkpoint = _loads_checkpoint(self.init_cfg)
+        if loads_checkpoint:
+            # mm*'s Pretrained init loads without initialising anything
+            # first; a dense checkpoint has no generators, and the load
+            # pre-hook keeps what they hold. Give them what the reference
+            # gives them (every conv Kaiming-initialised, then the dense
+            # weights loaded); an MSGC checkpoint overwrites it.
+            for module in self.modules():
+                if isinstance(module, (MaskGenerator, AttentionGenerator)):
+                    for conv in module.layers:
+                        if isinstance(conv, nn.Conv2d):
+                            kaiming_init(conv, mode='fan_out',
+                                         nonlinearity='relu',
+                                         distribution='normal')
+            self._init_generator_outputs()
         super().init_weights()
-        # mmengine's Kaiming/Constant init (no checkpoint) overwrote the
-        # generators' own initialisation: restore the gate bias and the
-        # identity start of attention. A Pretrained init keeps the loaded
-        # values (the pre-hook already kept absent generators' init).
-        if isinstance(self.init_cfg, dict) and \
-                self.init_cfg.get('type') == 'Pretrained':
-            return
+        if not loads_checkpoint:
+            # mm*'s Kaiming/Constant init overwrote the generators' outputs.
+            self._init_generator_outputs()
+
+    def _init_generator_outputs(self):
+        """The gate bias of the mask logits; attention starting at 1."""
         for module in self.modules():
             if isinstance(module, MaskGenerator):
                 nn.init.constant_(module.layers[-1].bias, self._gate_bias)
             elif isinstance(module, AttentionGenerator):
                 nn.init.zeros_(module.layers[-1].weight)
                 nn.init.ones_(module.layers[-1].bias)
+
+
+def _loads_checkpoint(init_cfg) -> bool:
+    cfgs = init_cfg if isinstance(init_cfg, list) else [init_cfg]
+    return any(
+        isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'
+        for cfg in cfgs)
 
 
 def _is_generator_state(key: str) -> bool:

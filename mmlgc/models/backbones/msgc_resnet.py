@@ -20,6 +20,7 @@ from ...ops.reference import conv_output_size
 from ...registry import MODELS
 from ...utils.checks import (check_divides, check_positive,
                              check_positive_int, check_resnet_args)
+from .grouped_resnet import GroupedResNetMixin, check_block_conv_cfg
 from .msgc_base import (MSGCBackboneMixin, MSGCBlockMixin, density,
                         unread_fraction)
 
@@ -51,6 +52,8 @@ class MSGCBasicBlock(MSGCBlockMixin, BasicBlock):
                  tau=2 / 3,
                  generator_norm_cfg=dict(type='BN')):
         self._check_unsupported(dcn=dcn, plugins=plugins)
+        check_block_conv_cfg(type(self).__name__, conv_cfg,
+                             'the MSGC convs')
         self._check_heads(heads, planes, 'conv2')
         super().__init__(inplanes, planes, stride, dilation, downsample,
                          style, with_cp, conv_cfg, norm_cfg, dcn, plugins,
@@ -127,6 +130,8 @@ class MSGCBottleneck(MSGCBlockMixin, Bottleneck):
                  tau=2 / 3,
                  generator_norm_cfg=dict(type='BN')):
         self._check_unsupported(dcn=dcn, plugins=plugins)
+        check_block_conv_cfg(type(self).__name__, conv_cfg,
+                             'the MSGC convs')
         self._check_heads(heads, planes, 'conv2')
         super().__init__(inplanes, planes, stride, dilation, downsample,
                          style, with_cp, conv_cfg, norm_cfg, dcn, plugins,
@@ -192,7 +197,7 @@ class MSGCBottleneck(MSGCBlockMixin, Bottleneck):
 
 
 @MODELS.register_module()
-class MSGCResNet(MSGCBackboneMixin, ResNet):
+class MSGCResNet(MSGCBackboneMixin, GroupedResNetMixin, ResNet):
     """ResNet (depth 18/34/50/101/152) with MSGC blocks; mmdet ResNet's
     arguments and outputs, usable as an mmdet or mmpretrain backbone.
 
@@ -243,12 +248,25 @@ class MSGCResNet(MSGCBackboneMixin, ResNet):
             raise KeyError(f'invalid depth {depth} for MSGCResNet; choose '
                            f'from {sorted(self.arch_settings)}')
         block = self.arch_settings[depth][0]
+        owner = type(self).__name__
         if squeeze is None:
             squeeze = 4 if block is MSGCBasicBlock else 8
-        owner = type(self).__name__
+            given = f'squeeze={squeeze} (the default at depth {depth})'
+        else:
+            check_positive_int(owner, 'squeeze', squeeze)
+            given = f'squeeze={squeeze}'
         widths = check_resnet_args(owner, kwargs)
         check_divides(owner, 'heads', heads, widths, 'the stage widths')
-        check_positive_int(owner, 'squeeze', squeeze)
+        # The generators read each block's input: the stem's output for
+        # layer1.0, a stage's output for every other block.
+        narrowest = min(
+            kwargs.get('stem_channels') or widths[0],
+            widths[0] * block.expansion)
+        if narrowest < squeeze:
+            raise ValueError(
+                f'{owner}: {given} leaves the mask generators no hidden '
+                f'channel in blocks with {narrowest} input channels: squeeze '
+                f'must be at most {narrowest}')
         check_positive(owner, 'tau', tau)
         if generator_norm_cfg == 'same':
             generator_norm_cfg = kwargs.get(
@@ -262,7 +280,9 @@ class MSGCResNet(MSGCBackboneMixin, ResNet):
             generator_norm_cfg=generator_norm_cfg)
         super().__init__(depth, **kwargs)
         if self.deep_stem:
-            raise NotImplementedError('MSGCResNet has the standard stem only')
+            raise NotImplementedError(
+                f'{type(self).__name__}: deep_stem=True is not supported: '
+                'the standard stem only')
         self._setup_msgc(gate_bias, deploy)
 
     def make_res_layer(self, **kwargs):
