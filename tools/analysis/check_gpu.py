@@ -1,8 +1,8 @@
 """Check mmlgc's GPU kernels on your GPU: exactness against the reference,
 then latency against cuDNN.
 
-    python tools/analysis/check_gpu.py                    # both, JSON to check_gpu.json
-    python tools/analysis/check_gpu.py --skip-timing      # exactness only (~1 min)
+    python tools/analysis/check_gpu.py                # both; check_gpu.json
+    python tools/analysis/check_gpu.py --skip-timing  # exactness (~1 min)
     python tools/analysis/check_gpu.py --out FILE.json --rounds 50
 
 1. **Exactness**: seeded cases of ``dynamic_group_conv`` and

@@ -83,7 +83,8 @@ def ptxas_resources(ptx, arch):
             f.write(ptx)
         proc = subprocess.run([
             get_ptxas(arch).path, '-lineinfo', '-v',
-            '--regAllocOptLevel=2', f'--gpu-name={sm_arch_from_capability(arch)}',
+            '--regAllocOptLevel=2',
+            f'--gpu-name={sm_arch_from_capability(arch)}',
             src, '-o', osp.join(tmp, 'kernel.cubin')
         ], capture_output=True, text=True, check=True)
     log = proc.stdout + proc.stderr

@@ -8,7 +8,6 @@ tensors: the tests run them that way.
 """
 from typing import Optional, Sequence
 
-import torch
 from torch import Tensor
 from torch.nn.modules.utils import _pair
 

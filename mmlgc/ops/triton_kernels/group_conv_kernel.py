@@ -121,7 +121,8 @@ def group_conv_forward_kernel(
         iw = left + (tap % kernel_w) * dilation_w
         tap_ok = pixel_ok & (ih >= 0) & (ih < in_h) & (iw >= 0) & (iw < in_w)
         # int64: a batch of large maps passes 2**31 elements.
-        pixel_offset = ih.to(tl.int64) * stride_xh + iw.to(tl.int64) * stride_xw
+        pixel_offset = (ih.to(tl.int64) * stride_xh +
+                        iw.to(tl.int64) * stride_xw)
         for k0 in range(0, in_count, BLOCK_K):
             k = k0 + tl.arange(0, BLOCK_K)
             k_ok = k < in_count
@@ -131,7 +132,8 @@ def group_conv_forward_kernel(
                                  other=0)
             scale = tl.load(in_scale_ptr + in_begin + k, mask=k_ok, other=0.0)
             x = tl.load(
-                x_sample + channel[:, None] * stride_xc + pixel_offset[None, :],
+                x_sample + channel[:, None] * stride_xc +
+                pixel_offset[None, :],
                 mask=k_ok[:, None] & tap_ok[None, :], other=0.0)
             w = tl.load(
                 w_ptr + row_offset[:, None] + col_offset[None, :] + tap,
@@ -185,7 +187,8 @@ def launch(input: Tensor, weight_flat: Tensor, bias: Optional[Tensor],
 def interpreted() -> bool:
     """Whether the kernel runs in the Triton interpreter (decided when this
     module was imported: ``TRITON_INTERPRET=1`` set before triton)."""
-    return not isinstance(group_conv_forward_kernel, triton.runtime.JITFunction)
+    return not isinstance(group_conv_forward_kernel,
+                          triton.runtime.JITFunction)
 
 
 def _run(input, weight_flat, bias, plan, out, work, kernel_size, stride,

@@ -49,7 +49,8 @@ class GroupConvPlan:
         task = torch.repeat_interleave(
             torch.arange(tiles.numel(), device=tiles.device), tiles)
         first_tile = torch.cumsum(tiles, 0) - tiles
-        tile = torch.arange(task.numel(), device=task.device) - first_tile[task]
+        tile = (torch.arange(task.numel(), device=task.device) -
+                first_tile[task])
         row_begin = out_begin[task] + tile * block_rows
         row_count = torch.clamp(out_count[task] - tile * block_rows,
                                 max=block_rows)
