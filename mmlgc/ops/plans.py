@@ -63,7 +63,7 @@ from .timing import time_interleaved
 PLAN_ENV = 'MMLGC_CONV_PLAN'
 CACHE_ENV = 'MMLGC_PLAN_CACHE'
 #: Interleaved rounds per candidate when a plan is measured.
-MEASURE_ROUNDS = 3
+MEASURE_ROUNDS = 5
 #: Bucket counts tried for static groups.
 BUCKETS = (1, 2, 4, 8)
 
