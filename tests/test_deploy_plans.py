@@ -54,7 +54,7 @@ def test_every_forced_plan_matches_the_masked_form(kind):
         expected = masked(x)
         deploy_model(model)
         for plan in ('measure', 'kernel', 'dense', 'grouped', 'gathered',
-                     'batch_union'):
+                     'batch_union', 'gemm'):
             plans.force_plan(plan)
             for a, b in zip(expected, model(x)):
                 torch.testing.assert_close(b, a, atol=1e-10, rtol=1e-10,

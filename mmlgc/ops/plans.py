@@ -24,7 +24,8 @@ merged into a few equal, channel-permuted groups: one oneDNN grouped conv),
 ``gathered`` (dynamic: per sample, each group's active channels gathered
 into one ``groups=G`` conv), ``batch_union`` (dynamic, batch > 1: the union
 of the batch's active channels per group, masked, one grouped conv);
-``measure`` (default) chooses by latency.
+``gemm`` (dynamic 1x1: active channels of every sample gathered into one
+batched GEMM); ``measure`` (default) chooses by latency.
 
 Candidates (static ragged groups, :class:`~mmlgc.layers.static_groups.
 RaggedGroupConv2d`):
@@ -38,8 +39,8 @@ RaggedGroupConv2d`):
   ``groups=B`` conv, one output gather.
 
 Candidates (dynamic masks, :func:`mmlgc.ops.dynamic_group_conv`):
-``kernel``; ``gathered``; ``batch_union`` (batch > 1); ``dense`` (one
-group: ``F.conv2d`` of the masked input).
+``kernel``; ``gathered``; ``batch_union`` (batch > 1); ``gemm`` (1x1);
+``dense`` (one group: ``F.conv2d`` of the masked input).
 """
 import json
 import math
@@ -441,6 +442,42 @@ def _batch_union(input, weight, bias, mask, out_mask, stride, padding,
     return _apply_out_mask(out, out_mask)
 
 
+def _gathered_gemm(input, weight, bias, mask, out_mask, stride, padding,
+                   dilation):
+    """Pointwise convs: every sample's and group's active channels gathered
+    into a dense buffer (padded to the batch's largest count, scale 0), the
+    scales folded into the gathered weight rows: one batched GEMM for the
+    whole batch."""
+    n, c = input.shape[:2]
+    o, g = weight.shape[0], mask.shape[1]
+    x = input[:, :, ::stride[0], ::stride[1]]
+    h, w = x.shape[2:]
+    active = mask != 0  # [N, G, C]
+    k = int(active.sum(2).max()) if active.numel() else 0
+    if k == 0:
+        out = x.new_zeros(n, o, h, w)
+        if bias is not None:
+            out = out + bias[:, None, None]
+        return _apply_out_mask(out, out_mask)
+    order = torch.sort(active.to(torch.int8), dim=2, descending=True,
+                       stable=True).indices[..., :k]  # [N, G, k]
+    scale = torch.where(active.gather(2, order), mask.gather(2, order),
+                        mask.new_zeros(()))
+    rows = x.reshape(n, c, h * w)
+    gathered = torch.gather(rows, 1, order.reshape(n, g * k, 1).expand(
+        -1, -1, h * w)).view(n, g, k, h * w)
+    per_group = o // g
+    w_groups = weight.reshape(g, per_group, c)
+    w_sel = torch.gather(
+        w_groups[None].expand(n, -1, -1, -1), 3,
+        order[:, :, None, :].expand(-1, -1, per_group, -1))
+    w_sel = w_sel * scale[:, :, None, :]
+    out = torch.matmul(w_sel, gathered).view(n, o, h, w)
+    if bias is not None:
+        out = out + bias[:, None, None]
+    return _apply_out_mask(out, out_mask)
+
+
 def _masked_dense(input, weight, bias, mask, out_mask, stride, padding,
                   dilation):
     """One group: the dense conv of the masked input."""
@@ -487,6 +524,8 @@ def dynamic_group_conv(input: Tensor,
     if g == 1:
         candidates['dense'] = _masked_dense
     kh, kw = weight.shape[2:]
+    if (kh, kw) == (1, 1) and padding == (0, 0):
+        candidates['gemm'] = _gathered_gemm
     density = float(mask.ne(0).sum()) / max(mask.numel(), 1)
     signature = '|'.join(map(str, (
         'dynamic', c, weight.shape[0], f'{kh}x{kw}', stride, padding,

@@ -36,6 +36,7 @@ DYNAMIC_CASES = [
     (2, 16, 12, 1, 1, 1, 0.5, True, False),
     (1, 16, 12, 1, 1, 1, 0.0, True, False),  # nothing read: bias only
     (2, 8, 8, 4, 3, 1, 1.0, True, False),
+    (3, 16, 8, 2, 1, 2, 0.4, True, True),  # strided pointwise, 2 groups
 ]
 
 
@@ -56,7 +57,7 @@ def test_dynamic_candidates_match_reference(case, dtype):
     expected = reference.dynamic_group_conv(x, weight, bias, mask, out_mask,
                                             *conv)
     names = ['kernel', 'gathered'] + (['batch_union'] if n > 1 else []) + (
-        ['dense'] if g == 1 else [])
+        ['dense'] if g == 1 else []) + (['gemm'] if k == 1 else [])
     for name in names:
         plans.force_plan(name)
         with torch.no_grad():
