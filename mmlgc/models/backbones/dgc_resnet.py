@@ -34,12 +34,14 @@ from torch import Tensor, nn
 from ...complexity import CostReporter, conv_macs
 from ...deploy import DeployableBackboneMixin
 from ...layers import DGCConv
-from ...layers.dgc import generator_squeeze
+from ...layers.dgc import RAMP_BEGIN, RAMP_END, generator_squeeze
 from ...ops.reference import conv_output_size
 from ...registry import MODELS
 from ...utils.checks import (check_divides, check_fraction,
                              check_resnet_args)
 from ..dense_checkpoints import keep_method_state_on_dense_load
+from ..losses import DGCPruning
+from ..training_signal import TrainingSignalMixin, build_training_signal
 from .grouped_resnet import GroupedResNetMixin, check_block_conv_cfg
 
 #: Substrings of the state-dict keys only DGC has (absent from a dense
@@ -48,6 +50,11 @@ DGC_KEYS = ('.pre_norm.', 'saliency_generator', 'pruned_channels',
             'threshold')
 #: For ``paramwise_cfg.custom_keys``.
 SALIENCY_GENERATOR_KEY = 'saliency_generator'
+#: DGC's schedule: no pruning for the first 1/12 of training, a linear ramp
+#: to the final k at 3/4, saliency L1 weight 1e-5 (the backbone's
+#: ``schedule`` argument overrides any of these keys).
+DEFAULT_SCHEDULE = dict(loss_weight=1e-5, ramp_begin=RAMP_BEGIN,
+                        ramp_end=RAMP_END)
 
 
 class _DGCBlockMixin(CostReporter):
@@ -146,8 +153,8 @@ class DGCBottleneck(_DGCBlockMixin, Bottleneck):
 
 
 @MODELS.register_module()
-class DGCResNet(DeployableBackboneMixin, CostReporter, GroupedResNetMixin,
-                ResNet):
+class DGCResNet(TrainingSignalMixin, DeployableBackboneMixin, CostReporter,
+                GroupedResNetMixin, ResNet):
     """ResNet (depth 18/34/50/101/152) with DGC blocks; mmdet ResNet's
     arguments and outputs, usable as an mmdet or mmpretrain backbone.
 
@@ -178,6 +185,14 @@ class DGCResNet(DeployableBackboneMixin, CostReporter, GroupedResNetMixin,
             too; ``train()`` then refuses pre-activation norms still at their
             initial statistics (non-finite outputs) and says what to set.
             Frozen stages keep theirs frozen.
+        schedule: DGC's pruning schedule and saliency loss, applied whenever
+            an mmengine Runner trains the backbone, with no hook in the
+            config: keys ``loss_weight`` (1e-5), ``ramp_begin`` (1/12),
+            ``ramp_end`` (3/4); a dict sets any of them, ``None`` trains
+            without (``k`` stays 0: no pruning;
+            :mod:`mmlgc.models.training_signal`).
+            ``mmlgc.DGCScheduleHook`` in the config replaces it; DGC-G
+            (``mode='global'``) requires that hook.
         deploy: build the deployed structure (BN folded into the convs,
             sparse eval), so ``tools/deploy.py`` output loads.
         **kwargs: mmdet ``ResNet`` arguments (``depth``, ``out_indices``,
@@ -185,8 +200,9 @@ class DGCResNet(DeployableBackboneMixin, CostReporter, GroupedResNetMixin,
             ``with_cp``, ``avg_down``, ``init_cfg``, ...). ``dcn``,
             ``plugins`` and ``deep_stem`` are not supported.
 
-    ``k`` of every layer is set by :class:`mmlgc.engine.DGCScheduleHook`
-    from the training progress; it is a buffer, so checkpoints carry it.
+    ``k`` of every layer is set from the training progress (``schedule``,
+    or :class:`mmlgc.engine.DGCScheduleHook`); it is a buffer, so
+    checkpoints carry it.
     """
 
     arch_settings = {
@@ -207,6 +223,7 @@ class DGCResNet(DeployableBackboneMixin, CostReporter, GroupedResNetMixin,
                  tie_break: str = 'index',
                  dgc_norm_cfg='same',
                  dgc_norm_eval: bool = False,
+                 schedule: Optional[dict] = DEFAULT_SCHEDULE,
                  deploy: bool = False,
                  **kwargs):
         if depth not in self.arch_settings:
@@ -238,6 +255,14 @@ class DGCResNet(DeployableBackboneMixin, CostReporter, GroupedResNetMixin,
                 'the standard stem only')
         keep_method_state_on_dense_load(self, _is_dgc_state,
                                         _describe_dgc_state)
+        # Trains with DGC's schedule and loss whatever the config's hooks
+        # (mmlgc.models.training_signal); DGCScheduleHook takes them over.
+        self.training_signal = build_training_signal(
+            self, 'schedule', 'DGCScheduleHook', schedule, DGCPruning,
+            DEFAULT_SCHEDULE,
+            hook_required=("mode='global' (DGC-G) agrees its pruning "
+                           'threshold over windows of iterations, which '
+                           'only the hook does') if mode == 'global' else None)
         self.deploy = False
         if deploy:
             self.switch_to_deploy()

@@ -15,11 +15,17 @@ from ...deploy import DeployableBackboneMixin
 from ...layers import AttentionGenerator, MaskGenerator, MSGCConv2d
 from ...utils.checks import check_divides
 from ..dense_checkpoints import keep_method_state_on_dense_load
+from ..losses import AnnealedMACBudget
+from ..training_signal import TrainingSignalMixin, build_training_signal
 
 #: Substring of the parameter names of every mask generator (for
 #: ``paramwise_cfg.custom_keys``: the MSGC recipe gives them 5x lr, no decay).
 MASK_GENERATOR_KEY = 'mask_generator'
 ATTENTION_GENERATOR_KEY = 'attention_generator'
+#: MSGC's budget: τ annealed from 1 to 0.5 over the first half of training,
+#: λ = 30 (the backbones' ``budget`` argument overrides any of these keys).
+DEFAULT_BUDGET = dict(target=0.5, loss_weight=30.0, anneal_begin=0.0,
+                      anneal_end=0.5)
 
 
 def unread_fraction(mask: Tensor) -> Tensor:
@@ -86,7 +92,8 @@ class MSGCBlockMixin(CostReporter):
         return mask * attention[index] if index in attention else mask
 
 
-class MSGCBackboneMixin(DeployableBackboneMixin, CostReporter):
+class MSGCBackboneMixin(TrainingSignalMixin, DeployableBackboneMixin,
+                        CostReporter):
     """Backbone-level MSGC behaviour.
 
     * Dense checkpoints: loading a torchvision / mmpretrain / mmdet state
@@ -100,8 +107,14 @@ class MSGCBackboneMixin(DeployableBackboneMixin, CostReporter):
 
     sparse_types = (MSGCConv2d, )
 
-    def _setup_msgc(self, gate_bias: float, deploy: bool) -> None:
+    def _setup_msgc(self, gate_bias: float, deploy: bool,
+                    budget: Optional[dict]) -> None:
         self._gate_bias = gate_bias
+        # Trains with the MAC budget whatever the config's hooks
+        # (mmlgc.models.training_signal); MACBudgetHook takes it over.
+        self.training_signal = build_training_signal(
+            self, 'budget', 'MACBudgetHook', budget, AnnealedMACBudget,
+            DEFAULT_BUDGET)
         keep_method_state_on_dense_load(self, _is_generator_state,
                                         _describe_generators)
         self.deploy = False

@@ -22,8 +22,8 @@ from ...layers import MSGCConv2d
 from ...ops.reference import conv_output_size
 from ...registry import MODELS
 from ...utils.checks import check_positive, check_positive_int
-from .msgc_base import (MSGCBackboneMixin, MSGCBlockMixin, density,
-                        unread_fraction)
+from .msgc_base import (DEFAULT_BUDGET, MSGCBackboneMixin, MSGCBlockMixin,
+                        density, unread_fraction)
 
 
 class MSGCInvertedResidual(MSGCBlockMixin, InvertedResidual):
@@ -179,7 +179,7 @@ class MSGCMobileNetV2(InvertedResidualLayers, MSGCBackboneMixin, MobileNetV2):
         heads: groups G of the projections (default 4).
         attention: add MSGC's attention generators.
         squeeze: generator squeeze ratio (4, as in the reference).
-        gate_bias, tau, generator_norm_cfg, deploy: as in
+        gate_bias, tau, generator_norm_cfg, budget, deploy: as in
             :class:`MSGCResNet`.
     """
 
@@ -192,6 +192,7 @@ class MSGCMobileNetV2(InvertedResidualLayers, MSGCBackboneMixin, MobileNetV2):
                  gate_bias: float = 2.0,
                  tau: float = 2 / 3,
                  generator_norm_cfg='same',
+                 budget: Optional[dict] = DEFAULT_BUDGET,
                  deploy: bool = False,
                  **kwargs):
         owner = type(self).__name__
@@ -211,7 +212,7 @@ class MSGCMobileNetV2(InvertedResidualLayers, MSGCBackboneMixin, MobileNetV2):
         # Registered first, so the generator pre-hook sees mmdet's names.
         self._register_load_state_dict_pre_hook(
             _convert_torchvision_keys, with_module=True)
-        self._setup_msgc(gate_bias, deploy)
+        self._setup_msgc(gate_bias, deploy, budget)
 
     def forward(self, x: Tensor):
         # Stem conv and the last 1x1 conv (which runs whatever out_indices

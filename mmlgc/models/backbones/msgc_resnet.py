@@ -21,8 +21,8 @@ from ...registry import MODELS
 from ...utils.checks import (check_divides, check_positive,
                              check_positive_int, check_resnet_args)
 from .grouped_resnet import GroupedResNetMixin, check_block_conv_cfg
-from .msgc_base import (MSGCBackboneMixin, MSGCBlockMixin, density,
-                        unread_fraction)
+from .msgc_base import (DEFAULT_BUDGET, MSGCBackboneMixin, MSGCBlockMixin,
+                        density, unread_fraction)
 
 
 class MSGCBasicBlock(MSGCBlockMixin, BasicBlock):
@@ -217,6 +217,12 @@ class MSGCResNet(MSGCBackboneMixin, GroupedResNetMixin, ResNet):
             learnt in classification pretraining (frozen). Pretraining runs
             them in train mode at batch >= 32 per GPU. ``SyncBN`` in
             ``norm_cfg`` syncs them too; ``None`` removes them.
+        budget: the MAC budget the backbone trains with whenever an mmengine
+            Runner trains it, with no hook in the config: keys ``target``
+            (0.5), ``loss_weight`` (λ, 30), ``anneal_begin`` (0),
+            ``anneal_end`` (0.5); a dict sets any of them, ``None`` trains
+            without (:mod:`mmlgc.models.training_signal`).
+            ``mmlgc.MACBudgetHook`` in the config replaces it.
         **kwargs: mmdet ``ResNet`` arguments (``depth``, ``out_indices``,
             ``frozen_stages``, ``norm_cfg``, ``norm_eval``, ``style``,
             ``with_cp``, ``init_cfg``, ...). ``dcn`` and ``plugins`` are not
@@ -242,6 +248,7 @@ class MSGCResNet(MSGCBackboneMixin, GroupedResNetMixin, ResNet):
                  gate_bias: float = 2.0,
                  tau: float = 2 / 3,
                  generator_norm_cfg='same',
+                 budget: Optional[dict] = DEFAULT_BUDGET,
                  deploy: bool = False,
                  **kwargs):
         if depth not in self.arch_settings:
@@ -283,7 +290,7 @@ class MSGCResNet(MSGCBackboneMixin, GroupedResNetMixin, ResNet):
             raise NotImplementedError(
                 f'{type(self).__name__}: deep_stem=True is not supported: '
                 'the standard stem only')
-        self._setup_msgc(gate_bias, deploy)
+        self._setup_msgc(gate_bias, deploy, budget)
 
     def make_res_layer(self, **kwargs):
         return super().make_res_layer(**kwargs, **self._block_kwargs)
