@@ -25,7 +25,8 @@ merged into a few equal, channel-permuted groups: one oneDNN grouped conv),
 into one ``groups=G`` conv), ``batch_union`` (dynamic, batch > 1: the union
 of the batch's active channels per group, masked, one grouped conv);
 ``gemm`` (dynamic 1x1: active channels of every sample gathered into one
-batched GEMM); ``measure`` (default) chooses by latency.
+batched GEMM); for max pools (:class:`PlannedMaxPool2d`) ``native``,
+``channels_last``, ``separable``; ``measure`` (default) chooses by latency.
 
 Candidates (static ragged groups, :class:`~mmlgc.layers.static_groups.
 RaggedGroupConv2d`):
@@ -53,7 +54,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
 from .dynamic_group_conv import dynamic_group_conv as _dynamic_kernel
@@ -159,16 +160,18 @@ def density_bucket(density: float) -> int:
     return round(8 * density)
 
 
-def choose(signature: str, candidates: Dict[str, Callable[[], Tensor]]
-           ) -> str:
-    """The candidate to run: the forced one if valid, else the cached
-    choice, else the fastest measured now (and cached)."""
+def choose(signature: str, candidates: Dict[str, Callable[[], Tensor]],
+           default: Optional[str] = 'kernel') -> str:
+    """The candidate to run: the forced one if valid (else ``default``, or
+    as unforced when ``default`` is None), else the cached choice, else the
+    fastest measured now (and cached)."""
     forced = forced_plan()
     if forced != 'measure':
         for name in candidates:  # 'grouped' forces any grouped<B>
             if name == forced or name.rstrip('0123456789') == forced:
                 return name
-        return 'kernel'
+        if default is not None:
+            return default
     choice = cache.get(signature)
     if choice in candidates:
         chosen[signature] = choice
@@ -538,7 +541,76 @@ def dynamic_group_conv(input: Tensor,
     return candidates[choice](*args)
 
 
+# -- max pooling -------------------------------------------------------------
+def _separable_max_pool(input, kernel_size, stride, padding):
+    """Maxima over strided views, along the rows then the columns (the
+    padding as -inf, as ATen's max pool treats it; NaN propagates)."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    x = F.pad(input, (pw, pw, ph, ph), value=float('-inf'))
+    out_h = (input.shape[2] + 2 * ph - kh) // sh + 1
+    out_w = (input.shape[3] + 2 * pw - kw) // sw + 1
+    rows = x[..., 0:sw * (out_w - 1) + 1:sw]
+    for j in range(1, kw):
+        rows = torch.maximum(rows, x[..., j:j + sw * (out_w - 1) + 1:sw])
+    out = rows[..., 0:sh * (out_h - 1) + 1:sh, :]
+    for i in range(1, kh):
+        out = torch.maximum(out, rows[..., i:i + sh * (out_h - 1) + 1:sh, :])
+    return out
+
+
+class PlannedMaxPool2d(nn.MaxPool2d):
+    """``nn.MaxPool2d`` (no indices, no dilation, floor mode) by the fastest
+    exact execution on this CPU: ATen's (``native``; its NCHW kernel took
+    10-20 ms for a ResNet stem's 64x112x112 on one thread here, a quarter
+    of a ResNet-18), through ``channels_last`` (copy in and out), or
+    ``separable`` maxima of strided views. Deployed backbones use it;
+    ``benchmark_model.py`` gives the dense form the same, so speed-ups
+    still measure the grouped convs."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        kernel, stride = _pair(self.kernel_size), _pair(self.stride or
+                                                        self.kernel_size)
+        padding = _pair(self.padding)
+        native = (lambda: F.max_pool2d(input, kernel, stride, padding))
+        if (input.dim() != 4 or input.device.type != 'cpu' or
+                _pair(self.dilation) != (1, 1) or self.ceil_mode or
+                self.return_indices):
+            return super().forward(input)
+        candidates = {
+            'native': native,
+            'channels_last': lambda: F.max_pool2d(
+                input.contiguous(memory_format=torch.channels_last), kernel,
+                stride, padding).contiguous(),
+            'separable': lambda: _separable_max_pool(input, kernel, stride,
+                                                     padding),
+        }
+        n, c, h, w = input.shape
+        signature = '|'.join(map(str, (
+            'max_pool', c, kernel, stride, padding, f'n{n}',
+            f'hw{size_bucket(h, w)}', input.dtype,
+            f't{torch.get_num_threads()}')))
+        # A forced conv execution (e.g. 'kernel') leaves the pools planned.
+        return candidates[choose(signature, candidates, default=None)]()
+
+
+def plan_max_pools(module: nn.Module) -> int:
+    """Swap every plain ``nn.MaxPool2d`` under ``module`` for a
+    :class:`PlannedMaxPool2d` with the same settings. Returns how many."""
+    swapped = 0
+    for name, child in list(module.named_modules()):
+        if type(child) is not nn.MaxPool2d:
+            continue
+        parent_name, _, attr = name.rpartition('.')
+        parent = module.get_submodule(parent_name) if parent_name else module
+        setattr(parent, attr, PlannedMaxPool2d(
+            child.kernel_size, child.stride, child.padding, child.dilation,
+            child.return_indices, child.ceil_mode))
+        swapped += 1
+    return swapped
+
+
 __all__ = [
     'CACHE_ENV', 'PLAN_ENV', 'cache', 'chosen_counts', 'dynamic_group_conv',
-    'force_plan', 'forced_plan', 'ragged_forward'
+    'force_plan', 'forced_plan', 'plan_max_pools', 'PlannedMaxPool2d',
+    'ragged_forward'
 ]

@@ -149,3 +149,19 @@ def test_forcing_an_invalid_candidate_falls_back_to_the_kernel():
     chosen = plans.choose('sig', {'kernel': lambda: calls.append(1),
                                   'gathered': lambda: None})
     assert chosen == 'kernel'
+
+
+@pytest.mark.parametrize('shape, kernel, stride, padding', [
+    ((2, 3, 11, 9), 3, 2, 1), ((1, 4, 8, 8), 2, 2, 0), ((1, 2, 7, 10), 3, 1, 1)])
+def test_max_pool_candidates_equal_aten(shape, kernel, stride, padding):
+    x = torch.randn(shape)
+    x[0, 0, 0, 0] = float('nan')  # propagates the same way
+    pool = plans.PlannedMaxPool2d(kernel, stride, padding)
+    expected = torch.nn.functional.max_pool2d(x, kernel, stride, padding)
+    for name in ('native', 'channels_last', 'separable', 'measure'):
+        plans.force_plan(name)
+        torch.testing.assert_close(pool(x), expected, rtol=0, atol=0,
+                                   equal_nan=True, msg=name)
+    model = torch.nn.Sequential(torch.nn.MaxPool2d(kernel, stride, padding))
+    assert plans.plan_max_pools(model) == 1
+    assert isinstance(model[0], plans.PlannedMaxPool2d)

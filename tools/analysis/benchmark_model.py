@@ -11,7 +11,9 @@ ops), ratios from one run, next to the backbone's measured MACs.
 Forms, all in eval mode at batch 1 (``--batch``):
 
 * ``dense``: the dense network of the same architecture (mmdet ResNet /
-  MobileNetV2), BN folded into the convs, as a deployed dense model runs;
+  MobileNetV2), BN folded into the convs, as a deployed dense model runs
+  (with the deployed form's planned max pools, so that the ratio measures
+  the grouped convs);
 * ``masked``: the MSGC model as the reference runs it at test time, every
   dynamic conv in the masked dense form (input replicated per head);
 * ``deployed``: ``switch_to_deploy()`` (BN folded, grouped convs through
@@ -19,7 +21,8 @@ Forms, all in eval mode at batch 1 (``--batch``):
   this CPU, e.g. the compiled op computing only active channel pairs, a
   zero-weight dense conv, merged groups on oneDNN's grouped conv);
 * ``ops-only`` (``--ops-only``): the deployed model with every grouped conv
-  forced onto the compiled op, as deployed models ran before plans.
+  forced onto the compiled op, as deployed convs ran before plans (max
+  pools planned as in the other forms).
 
 With ``--config`` the inputs are the first ``--batch`` images of the
 config's test set, through its pipeline and data preprocessor (a trained
@@ -335,6 +338,9 @@ def three_forms(model, dense):
     for m in (dense, masked, deployed):
         m.eval()
     dense = fuse_conv_bn(dense)
+    # The deployed form's max pools run planned (mmlgc.ops.plans); the
+    # dense one gets the same, so the ratio measures the grouped convs.
+    plans.plan_max_pools(dense)
     for module in masked.modules():  # the backbone, a grouped neck
         if isinstance(module, DeployableBackboneMixin):
             module.sparse_eval(False)
