@@ -1,4 +1,4 @@
-# DGC Faster R-CNN-R18-FPN, COCO 1x (methods.md §2): DGC ResNet-18 (4 heads,
+# DGC Faster R-CNN-R18-FPN, COCO 1x (docs/dgc.md): DGC ResNet-18 (4 heads,
 # keep 0.45: prune 55%), initialised from the DGC ImageNet pretraining
 # (configs/pretrain/dgc_resnet18_8xb32_in1k.py), which ends at the final k:
 # k stays there while fine-tuning (ramp 0, 0) and the saliency L1 term

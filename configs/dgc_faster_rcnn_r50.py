@@ -1,4 +1,4 @@
-# DGC Faster R-CNN-R50-FPN, COCO 1x (methods.md §2): mmdet's recipe with the
+# DGC Faster R-CNN-R50-FPN, COCO 1x (docs/dgc.md): mmdet's recipe with the
 # DGC ResNet-50 (every conv of a Bottleneck and the downsample 1x1 are DGC,
 # 4 heads, keep 0.45), initialised from the DGC ImageNet pretraining
 # (configs/pretrain/dgc_resnet50_8xb32_in1k.py); k fixed at its final value

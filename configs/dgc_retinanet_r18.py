@@ -1,4 +1,4 @@
-# DGC RetinaNet-R18-FPN, COCO 1x (methods.md §2): DGC ResNet-18 (4 heads,
+# DGC RetinaNet-R18-FPN, COCO 1x (docs/dgc.md): DGC ResNet-18 (4 heads,
 # keep 0.45: prune 55%), initialised from the DGC ImageNet pretraining
 # (configs/pretrain/dgc_resnet18_8xb32_in1k.py); k fixed at its final value
 # while fine-tuning, saliency L1 λ 1e-5; pre-activation BNs keep batch

@@ -1,8 +1,9 @@
-# FLGC RetinaNet-R50-FPN, COCO 1x (methods.md §4, §6): mmdet's recipe with the
-# FLGC ResNet-50 (G = 8 on the 1x1 convs), initialised from the FLGC ImageNet
-# pretraining (configs/pretrain/flgc_resnet50_8xb32_in1k.py), whose
-# assignment logits the checkpoint carries. The groups keep learning while
-# fine-tuning (frozen stage 1 keeps its own); no weight decay on the logits.
+# FLGC RetinaNet-R50-FPN, COCO 1x (docs/flgc.md, docs/detection.md): mmdet's
+# recipe with the FLGC ResNet-50 (G = 8 on the 1x1 convs), initialised from the
+# FLGC ImageNet pretraining (configs/pretrain/flgc_resnet50_8xb32_in1k.py),
+# whose assignment logits the checkpoint carries. The groups keep learning
+# while fine-tuning (frozen stage 1 keeps its own); no weight decay on the
+# logits.
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['mmlgc'], allow_failed_imports=False)
 pretrained = 'work_dirs/flgc_resnet50_8xb32_in1k/epoch_100.pth'

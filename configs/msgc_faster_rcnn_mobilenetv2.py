@@ -1,4 +1,4 @@
-# MSGC Faster R-CNN with an MSGC MobileNetV2-FPN, COCO 1x (methods.md §1):
+# MSGC Faster R-CNN with an MSGC MobileNetV2-FPN, COCO 1x (docs/msgc.md):
 # 4-head projections, MAC budget annealed to 0.65 of the dense backbone,
 # initialised from configs/pretrain/msgc_mobilenetv2_8xb32_in1k.py.
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'

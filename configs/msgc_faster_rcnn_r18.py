@@ -1,4 +1,4 @@
-# MSGC Faster R-CNN-R18-FPN, COCO 1x (methods.md §1): MSGC ResNet-18
+# MSGC Faster R-CNN-R18-FPN, COCO 1x (docs/msgc.md): MSGC ResNet-18
 # (4 heads), MAC budget annealed to 0.49 of the dense backbone, initialised
 # from configs/pretrain/msgc_resnet18_8xb32_in1k.py.
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'

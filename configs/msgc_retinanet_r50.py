@@ -1,4 +1,4 @@
-# MSGC RetinaNet-R50-FPN, COCO 1x (methods.md §1): mmdet's recipe with the
+# MSGC RetinaNet-R50-FPN, COCO 1x (docs/msgc.md): mmdet's recipe with the
 # MSGC ResNet-50 (4 heads, no attention), MAC budget annealed to 0.457 of the
 # dense backbone, initialised from the MSGC ImageNet pretraining
 # (configs/pretrain/msgc_resnet50_8xb32_in1k.py).

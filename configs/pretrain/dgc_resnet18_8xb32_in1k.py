@@ -1,4 +1,4 @@
-# DGC ResNet-18 on ImageNet, the reference's setting (methods.md §2: 4 heads,
+# DGC ResNet-18 on ImageNet, the reference's setting (docs/dgc.md: 4 heads,
 # prune 55%, both 3x3 convs and the stride-2 downsample 1x1 DGC; reported
 # 68.78% top-1 at about 0.89 GMACs): the recipe of
 # ./dgc_resnet50_8xb32_in1k.py.

@@ -1,4 +1,4 @@
-# DGC ResNet-50 on ImageNet, the DGC reference recipe (methods.md §2): from
+# DGC ResNet-50 on ImageNet, the DGC reference recipe (docs/dgc.md): from
 # scratch, 120 epochs at batch 256 (8 GPUs x 32), SGD Nesterov (lr 0.1,
 # momentum 0.9), weight decay 1e-4 on every parameter, cosine decay to 0
 # per iteration, plain cross-entropy; saliency L1 λ 1e-5; k ramps from 0 at

@@ -1,4 +1,4 @@
-# FLGC MobileNetV2 on ImageNet (methods.md §4: G = 8 on the 1x1 convs, the
+# FLGC MobileNetV2 on ImageNet (docs/flgc.md: G = 8 on the 1x1 convs, the
 # expansion and projection of every inverted residual), learnt from scratch
 # with mmpretrain's MobileNetV2 recipe (300 epochs at batch 256, SGD lr
 # 0.045, weight decay 4e-5, lr x0.98 per epoch); no weight decay on the

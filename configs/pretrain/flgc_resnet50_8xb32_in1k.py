@@ -1,7 +1,7 @@
-# FLGC ResNet-50 on ImageNet (methods.md §4): both 1x1 convs of every
+# FLGC ResNet-50 on ImageNet (docs/flgc.md): both 1x1 convs of every
 # bottleneck FLGC with G = 8, groups and weights learnt together from
-# scratch, as the paper trains its grouped networks end to end. Neither
-# methods.md nor the paper's text here gives an ImageNet schedule, so this is
+# scratch, as the paper trains its grouped networks end to end. The paper
+# gives no ImageNet schedule (docs/flgc.md#configs), so this is
 # mmpretrain's standard ResNet-50 recipe (100 epochs at batch 256, SGD lr 0.1,
 # momentum 0.9, weight decay 1e-4, lr /10 at epochs 30, 60, 90), with one
 # choice of ours: no weight decay on the assignment logits (decay pulls them

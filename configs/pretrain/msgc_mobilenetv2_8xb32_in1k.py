@@ -1,4 +1,4 @@
-# MSGC MobileNetV2 on ImageNet, the reference recipe (methods.md §1): start
+# MSGC MobileNetV2 on ImageNet, the reference recipe (docs/msgc.md): start
 # from torchvision's mobilenet_v2 weights (renamed on load), 150 epochs at
 # batch 256, SGD Nesterov, cosine per epoch, label smoothing 0.1, the three
 # parameter groups of the ResNet recipe; MAC budget annealed to 0.65.

@@ -1,4 +1,4 @@
-# MSGC ResNet-50 on ImageNet, the reference recipe (methods.md §1): start from
+# MSGC ResNet-50 on ImageNet, the reference recipe (docs/msgc.md): start from
 # torchvision's dense weights, 120 epochs at batch 256 (8 GPUs x 32), SGD
 # Nesterov, cosine per epoch, label smoothing 0.1; three parameter groups:
 # mask generators lr 0.075 without weight decay, other BN parameters lr 0.015

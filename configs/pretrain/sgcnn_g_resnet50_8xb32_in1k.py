@@ -1,5 +1,5 @@
 # SG-CNN ResNet-50 on ImageNet, Conv-60/FC-60 with global fine-tuning only
-# (methods.md §3; reported 1.91 G / 11.88 M / 75.20% top-1): all six
+# (docs/sgcnn.md; reported 1.91 G / 11.88 M / 75.20% top-1): all six
 # grouping steps (10% ... 60%) back to back before training, then the
 # 90-epoch fine-tune of ./sgcnn_resnet50_8xb32_in1k.py.
 _base_ = './sgcnn_resnet50_8xb32_in1k.py'

@@ -1,13 +1,14 @@
 # SG-CNN ResNet-50 on ImageNet, Conv-60/FC-60 with local and global
-# fine-tuning (methods.md §3; reported 1.91 G MACs / 11.87 M params / 75.12%
+# fine-tuning (docs/sgcnn.md; reported 1.91 G MACs / 11.87 M params / 75.12%
 # top-1): start from torchvision's dense ResNet-50 (backbone and FC), group
 # every bottleneck conv and the FC progressively (10%, 20%, ..., 60%; 16
 # clusters per layer), fine-tuning each step locally for `local_epochs`
 # epochs at a constant lr 0.01, then globally for 90 epochs with the
 # reference's SGD recipe: lr 0.01 divided by 10 at epochs 30 and 60, weight
-# decay 1e-4, momentum 0.9. The local length per step is not given in
-# methods.md (the reference script reruns its 90-epoch routine at every
-# step); 5 epochs keep the whole run at 120 epochs, like the other recipes.
+# decay 1e-4, momentum 0.9. The paper does not give the local length per
+# step (docs/sgcnn.md#configs; the reference script reruns its 90-epoch
+# routine at every step); 5 epochs keep the whole run at 120 epochs, like
+# the other recipes.
 # Global-only scheme: ./sgcnn_g_resnet50_8xb32_in1k.py.
 _base_ = 'mmpretrain::resnet/resnet50_8xb32_in1k.py'
 custom_imports = dict(imports=['mmlgc'], allow_failed_imports=False)

@@ -1,6 +1,6 @@
 """The cost record each grouped-conv layer leaves behind on forward.
 
-Convention (the MSGC reference counter, ``methods.md`` §1): one MAC per
+Convention (the MSGC reference counter, ``docs/msgc.md``): one MAC per
 multiply-accumulate, plus one op per output element of a conv that BN (+ReLU)
 follows. Costs are counted at the *actual* input size of the forward, so a
 detector's 800x1216 batch is counted as such.

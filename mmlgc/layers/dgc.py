@@ -1,4 +1,4 @@
-"""DGC's dynamic group conv (``methods.md`` §2) and the pruning schedule.
+"""DGC's dynamic group conv (``docs/dgc.md``) and the pruning schedule.
 
 A :class:`DGCConv` is a pre-activation conv (its own BN -> ReLU on its
 input) split into ``G`` heads. Each head has a saliency generator, keeps per

@@ -1,4 +1,4 @@
-"""FLGC's fully learnable group convolution (``methods.md`` §4; Wang et
+"""FLGC's fully learnable group convolution (``docs/flgc.md``; Wang et
 al., CVPR 2019).
 
 Each layer learns which of ``G`` groups every input channel belongs to

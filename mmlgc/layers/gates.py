@@ -38,7 +38,7 @@ class BinaryConcreteGate(nn.Module):
 
 
 class TopKSaliencyGate(nn.Module):
-    """DGC's gate (``methods.md`` §2): per sample and head, zero the ``k``
+    """DGC's gate (``docs/dgc.md``): per sample and head, zero the ``k``
     channels of lowest saliency and scale the kept ones by their saliency.
 
     Input and output are ``[N, G, C]`` saliencies; the output is the real

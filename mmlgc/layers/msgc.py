@@ -1,4 +1,4 @@
-"""MSGC's grouped dynamic conv (``methods.md`` §1)."""
+"""MSGC's grouped dynamic conv (``docs/msgc.md``)."""
 from typing import Optional
 
 import torch.nn.functional as F
@@ -94,7 +94,7 @@ class SelfGatedMSGCConv2d(CostReporter, MSGCConv2d):
             default here) for none: it would normalise pooled ``N x C``
             vectors, noise at detection batch sizes, and a neck has no
             classification pretraining to freeze statistics from
-            (``methods.md`` §6: freeze, sync, or go without).
+            (``docs/detection.md``: freeze, sync, or go without).
     """
 
     followed_by_norm: bool = False

@@ -1,6 +1,6 @@
-"""SG-CNN's self-grouping (Guo et al., Neural Networks 2020; ``methods.md``
-§3): turn each conv (and FC) of a trained network into a "diverse" group
-conv whose filters cluster by what they read.
+"""SG-CNN's self-grouping (Guo et al., Neural Networks 2020;
+``docs/sgcnn.md``): turn each conv (and FC) of a trained network into a
+"diverse" group conv whose filters cluster by what they read.
 
 Per layer, one grouping step to a pruned fraction ``r``:
 

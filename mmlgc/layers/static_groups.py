@@ -1,5 +1,5 @@
 """Static learned groups (SG-CNN's clusters, FLGC's assignments;
-``methods.md`` §3-§5): a conv whose connectivity is a fixed ``[O, C]`` mask
+``docs/ops.md``): a conv whose connectivity is a fixed ``[O, C]`` mask
 while it trains, and its deployed form on the ragged group conv op.
 
 Deploy recipe (CondenseNet's, §5): filters that read the same input-channel

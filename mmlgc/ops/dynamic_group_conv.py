@@ -1,6 +1,6 @@
 """Dynamic group conv: per-sample, per-group input-channel masks computed
 sparsely (MSGC's grouped dynamic conv, DGC's heads, per-sample channel
-pruning with ``G = 1``; ``methods.md`` §1, §2)."""
+pruning with ``G = 1``; ``docs/ops.md``)."""
 from typing import Optional
 
 import torch

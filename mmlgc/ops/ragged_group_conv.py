@@ -1,6 +1,6 @@
 """Ragged group conv: static groups of unequal sizes, possibly overlapping
 input sets (deployed FLGC, SG-CNN and CondenseNet-style layers;
-``methods.md`` §3-§5). Work scales with ``sum_g in_sizes[g] * out_sizes[g]``.
+``docs/ops.md``). Work scales with ``sum_g in_sizes[g] * out_sizes[g]``.
 """
 from typing import List, Optional, Sequence
 

@@ -174,7 +174,7 @@ def test_dgc_g_threshold_prunes_target_fraction_unevenly():
 
 
 def _reference_counter_resnet18(keep=0.45, heads=4, size=224):
-    """The DGC reference counter (methods.md §2) over ResNet-18, by hand:
+    """The DGC reference counter (docs/dgc.md) over ResNet-18, by hand:
     conv k²·C·O·H'W'/groups (x keep for DGC heads), ReLU = input numel,
     max-pool = output numel x 9, adaptive pool = input numel, Linear =
     weights + bias, BN free; per head FC1, ReLU, FC2 (+bias), ReLU and one op

@@ -99,7 +99,7 @@ def test_straight_through_gradients_reach_every_soft_assignment():
 
 
 class _ArgmaxOnlyGradient(FLGCConv2d):
-    """The variant methods.md warns about: the gradient of every soft
+    """The variant docs/flgc.md warns about: the gradient of every soft
     assignment but the argmax's is zeroed."""
 
     def connection_mask(self):

@@ -1,4 +1,4 @@
-"""DGC ResNet: mmdet's ResNet with dynamic group convs (``methods.md`` §2).
+"""DGC ResNet: mmdet's ResNet with dynamic group convs (``docs/dgc.md``).
 
 Mapping onto mmdet's ResNet. The DGC reference keeps torchvision's
 post-activation ResNet (conv -> BN -> ReLU, residual add, ReLU) and replaces

@@ -1,5 +1,5 @@
 """FLGC MobileNetV2: mmdet's MobileNetV2 whose 1x1 convs are fully
-learnable group convs (``methods.md`` §4: "G = 8 on the 1x1 convs").
+learnable group convs (``docs/flgc.md``: "G = 8 on the 1x1 convs").
 
 In each inverted residual the expansion 1x1 (when the expand ratio is not
 1) and the linear 1x1 projection are FLGC by default; ``flgc_convs``

@@ -1,10 +1,10 @@
 """FLGC ResNet: mmdet's ResNet with fully learnable group convs
-(``methods.md`` §4).
+(``docs/flgc.md``).
 
 Placement:
 
 * Bottleneck (ResNet-50+): the two 1x1 convs (``conv1``, ``conv3``) are
-  FLGC, the 3x3 ``conv2`` stays dense (the placement ``methods.md`` and
+  FLGC, the 3x3 ``conv2`` stays dense (the placement ``docs/flgc.md`` and
   issue 6 give: FLGC on the 1x1 convs; the paper's text available here does
   not say more). With
   ``depthwise=True`` the 3x3 becomes depthwise (``groups=width``): the

@@ -1,5 +1,5 @@
 """MSGC MobileNetV2: mmdet's MobileNetV2 whose linear 1x1 projections are
-G-head grouped dynamic convs (``methods.md`` §1).
+G-head grouped dynamic convs (``docs/msgc.md``).
 
 In each inverted residual, one mask generator (pooled block input, squeeze 4)
 predicts ``[N, G, hidden]`` masks; head ``g`` of the projection reads the

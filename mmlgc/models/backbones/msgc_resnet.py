@@ -1,6 +1,6 @@
 """MSGC ResNet: mmdet's ResNet with middle-spectrum grouped dynamic convs.
 
-Placement follows the MSGC reference (``methods.md`` §1): in a BasicBlock,
+Placement follows the MSGC reference (``docs/msgc.md``): in a BasicBlock,
 conv1 reads a per-sample channel mask of the block input and conv2 is the
 G-head grouped dynamic conv; in a Bottleneck, conv1 and conv3 read channel
 masks and the 3x3 conv2 is G-head. All masks of a block come from its pooled

@@ -1,5 +1,5 @@
 """SG-CNN ResNet: mmdet's ResNet whose block convs self-group
-(``methods.md`` §3).
+(``docs/sgcnn.md``).
 
 Placement, as the SG-CNN reference's ResNet: every conv of a block
 (BasicBlock: both 3x3; Bottleneck: 1x1, 3x3, 1x1) is a

@@ -1,4 +1,4 @@
-"""SG-CNN's grouped classifier (``methods.md`` §3: "all three bottleneck
+"""SG-CNN's grouped classifier (``docs/sgcnn.md``: "all three bottleneck
 convs and the FC pruned")."""
 from mmpretrain.models.heads import LinearClsHead
 

@@ -121,7 +121,7 @@ class _GroupedFPNMixin(DeployableBackboneMixin, CostReporter):
 
 @MODELS.register_module()
 class MSGCFPN(_GroupedFPNMixin, FPN):
-    """mmdet's ``FPN`` with MSGC output convs (``methods.md`` §1).
+    """mmdet's ``FPN`` with MSGC output convs (``docs/msgc.md``).
 
     Every ``fpn_convs[i].conv`` (the 3x3 output convs, the extra stride-2
     levels included) becomes a :class:`~mmlgc.layers.SelfGatedMSGCConv2d`:
@@ -194,7 +194,7 @@ class MSGCFPN(_GroupedFPNMixin, FPN):
 
 @MODELS.register_module()
 class DGCFPN(_GroupedFPNMixin, FPN):
-    """mmdet's ``FPN`` with DGC output convs (``methods.md`` §2).
+    """mmdet's ``FPN`` with DGC output convs (``docs/dgc.md``).
 
     Every ``fpn_convs[i].conv`` (and with ``grouped_laterals`` every
     ``lateral_convs[i].conv``) becomes a :class:`~mmlgc.layers.DGCConv`:
@@ -261,7 +261,7 @@ class DGCFPN(_GroupedFPNMixin, FPN):
 
 @MODELS.register_module()
 class FLGCFPN(_GroupedFPNMixin, FPN):
-    """mmdet's ``FPN`` with FLGC output convs (``methods.md`` §4): the static
+    """mmdet's ``FPN`` with FLGC output convs (``docs/flgc.md``): the static
     variant of the grouped necks.
 
     Every ``fpn_convs[i].conv`` (and with ``grouped_laterals`` every
