@@ -125,10 +125,17 @@ class PlanCache:
         except (OSError, ValueError):
             return {}
 
-    def get(self, signature: str) -> Optional[str]:
+    def get(self, signature: str, candidates=()) -> Optional[str]:
+        """The stored choice, if it was made among exactly ``candidates``
+        (a plan measured before a candidate existed is measured again)."""
         self._sync_path()
         entry = self.entries.get(signature)
-        return entry.get('choice') if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or not isinstance(entry.get('ms'),
+                                                         dict):
+            return None
+        if set(entry['ms']) != set(candidates):
+            return None
+        return entry.get('choice')
 
     def put(self, signature: str, choice: str, ms: Dict[str, float]):
         self._sync_path()
@@ -172,7 +179,7 @@ def choose(signature: str, candidates: Dict[str, Callable[[], Tensor]],
                 return name
         if default is not None:
             return default
-    choice = cache.get(signature)
+    choice = cache.get(signature, candidates)
     if choice in candidates:
         chosen[signature] = choice
         return choice

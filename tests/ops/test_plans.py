@@ -165,3 +165,14 @@ def test_max_pool_candidates_equal_aten(shape, kernel, stride, padding):
     model = torch.nn.Sequential(torch.nn.MaxPool2d(kernel, stride, padding))
     assert plans.plan_max_pools(model) == 1
     assert isinstance(model[0], plans.PlannedMaxPool2d)
+
+
+def test_a_plan_measured_among_other_candidates_is_measured_again(
+        plan_cache):
+    plans.choose('sig', {'kernel': lambda: None})
+    measured = []
+    chosen = plans.choose('sig', {'kernel': lambda: None,
+                                  'dense': lambda: measured.append(1)})
+    assert measured and chosen in ('kernel', 'dense')
+    stored = json.loads(plan_cache.read_text())[plans.cpu_model()]['sig']
+    assert set(stored['ms']) == {'kernel', 'dense'}
