@@ -66,6 +66,9 @@ PLAN_ENV = 'MMLGC_CONV_PLAN'
 CACHE_ENV = 'MMLGC_PLAN_CACHE'
 #: Interleaved rounds per candidate when a plan is measured.
 MEASURE_ROUNDS = 5
+#: How much faster than the default (the compiled op) another candidate
+#: must measure to be chosen.
+SWITCH_MARGIN = 0.1
 #: Bucket counts tried for static groups.
 BUCKETS = (1, 2, 4, 8)
 
@@ -168,16 +171,19 @@ def density_bucket(density: float) -> int:
 
 
 def choose(signature: str, candidates: Dict[str, Callable[[], Tensor]],
-           default: Optional[str] = 'kernel') -> str:
-    """The candidate to run: the forced one if valid (else ``default``, or
-    as unforced when ``default`` is None), else the cached choice, else the
-    fastest measured now (and cached)."""
+           default: str = 'kernel', forced_default: bool = True) -> str:
+    """The candidate to run: the forced one if valid (else ``default``, or,
+    with ``forced_default=False``, as if nothing were forced), else the
+    cached choice, else the fastest measured now (and cached). Another
+    candidate displaces ``default`` only when measured at least
+    :data:`SWITCH_MARGIN` faster: a closer call is within this machine's
+    noise, and the compiled op is the known quantity."""
     forced = forced_plan()
     if forced != 'measure':
         for name in candidates:  # 'grouped' forces any grouped<B>
             if name == forced or name.rstrip('0123456789') == forced:
                 return name
-        if default is not None:
+        if forced_default:
             return default
     choice = cache.get(signature, candidates)
     if choice in candidates:
@@ -189,6 +195,8 @@ def choose(signature: str, candidates: Dict[str, Callable[[], Tensor]],
     # rounds the fastest sample is the least disturbed estimate.
     ms = {name: t.min for name, t in timings.items()}
     choice = min(ms, key=ms.get)
+    if default in ms and ms[choice] > (1 - SWITCH_MARGIN) * ms[default]:
+        choice = default
     cache.put(signature, choice, ms)
     chosen[signature] = choice
     return choice
@@ -597,7 +605,8 @@ class PlannedMaxPool2d(nn.MaxPool2d):
             f'hw{size_bucket(h, w)}', input.dtype,
             f't{torch.get_num_threads()}')))
         # A forced conv execution (e.g. 'kernel') leaves the pools planned.
-        return candidates[choose(signature, candidates, default=None)]()
+        return candidates[choose(signature, candidates, default='native',
+                                 forced_default=False)]()
 
 
 def plan_max_pools(module: nn.Module) -> int:

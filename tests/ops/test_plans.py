@@ -176,3 +176,16 @@ def test_a_plan_measured_among_other_candidates_is_measured_again(
     assert measured and chosen in ('kernel', 'dense')
     stored = json.loads(plan_cache.read_text())[plans.cpu_model()]['sig']
     assert set(stored['ms']) == {'kernel', 'dense'}
+
+
+def test_a_close_call_keeps_the_default(monkeypatch):
+    """Another candidate must measure SWITCH_MARGIN faster than the op."""
+    from mmlgc.ops.timing import Timing
+    monkeypatch.setattr(plans, 'time_interleaved', lambda c, r: {
+        'kernel': Timing([1.0]), 'dense': Timing([0.95]),
+        'gathered': Timing([1.2])})
+    assert plans.choose('close', dict.fromkeys(
+        ('kernel', 'dense', 'gathered'))) == 'kernel'
+    monkeypatch.setattr(plans, 'time_interleaved', lambda c, r: {
+        'kernel': Timing([1.0]), 'dense': Timing([0.8])})
+    assert plans.choose('clear', dict.fromkeys(('kernel', 'dense'))) == 'dense'
