@@ -128,9 +128,10 @@ class PlanCache:
         except (OSError, ValueError):
             return {}
 
-    def get(self, signature: str, candidates=()) -> Optional[str]:
-        """The stored choice, if it was made among exactly ``candidates``
-        (a plan measured before a candidate existed is measured again)."""
+    def get(self, signature: str, candidates=()) -> Optional[dict]:
+        """The stored times (ms per candidate), if measured among exactly
+        ``candidates`` (a plan measured before a candidate existed is
+        measured again)."""
         self._sync_path()
         entry = self.entries.get(signature)
         if not isinstance(entry, dict) or not isinstance(entry.get('ms'),
@@ -138,7 +139,7 @@ class PlanCache:
             return None
         if set(entry['ms']) != set(candidates):
             return None
-        return entry.get('choice')
+        return entry['ms']
 
     def put(self, signature: str, choice: str, ms: Dict[str, float]):
         self._sync_path()
@@ -185,19 +186,19 @@ def choose(signature: str, candidates: Dict[str, Callable[[], Tensor]],
                 return name
         if forced_default:
             return default
-    choice = cache.get(signature, candidates)
-    if choice in candidates:
-        chosen[signature] = choice
-        return choice
-    with _lock, torch.no_grad():
-        timings = time_interleaved(candidates, MEASURE_ROUNDS)
-    # The minimum: other processes' load only ever adds time, so over a few
-    # rounds the fastest sample is the least disturbed estimate.
-    ms = {name: t.min for name, t in timings.items()}
+    ms = stored = cache.get(signature, candidates)
+    if ms is None:
+        with _lock, torch.no_grad():
+            timings = time_interleaved(candidates, MEASURE_ROUNDS)
+        # The minimum: other processes' load only ever adds time, so over a
+        # few rounds the fastest sample is the least disturbed estimate.
+        ms = {name: t.min for name, t in timings.items()}
+    # Chosen from the times each time (cached ones too): one rule.
     choice = min(ms, key=ms.get)
     if default in ms and ms[choice] > (1 - SWITCH_MARGIN) * ms[default]:
         choice = default
-    cache.put(signature, choice, ms)
+    if stored is None or cache.entries[signature].get('choice') != choice:
+        cache.put(signature, choice, ms)
     chosen[signature] = choice
     return choice
 
