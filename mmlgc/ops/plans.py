@@ -186,6 +186,9 @@ def choose(signature: str, candidates: Dict[str, Callable[[], Tensor]],
                 return name
         if forced_default:
             return default
+    # Layers of one geometry may offer different candidates (e.g. static
+    # layouts that merge into fewer buckets): each set is its own plan.
+    signature = f'{signature}|{",".join(sorted(candidates))}'
     ms = stored = cache.get(signature, candidates)
     if ms is None:
         with _lock, torch.no_grad():
