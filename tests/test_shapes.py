@@ -10,7 +10,8 @@ import pytest
 from pycocotools.coco import COCO
 
 from mmlgc.datasets import SHAPES_CLASSES, ShapesConfig, make_shapes
-from mmlgc.datasets.shapes import draw_detection_image
+from mmlgc.datasets.shapes import (draw_classification_image,
+                                   draw_detection_image)
 
 SMALL = ShapesConfig(num_train=6, num_val=3, num_cls_train=8, num_cls_val=4)
 
@@ -123,7 +124,69 @@ def test_cli_writes_the_same_as_the_api(tmp_path, repo_root):
     dict(max_size=200),
     dict(num_val=0),
     dict(max_overlap=1.5),
+    dict(cls_clutter=-1),
+    dict(cls_noise_std=-2.0),
 ])
 def test_impossible_parameters_are_refused(bad):
     with pytest.raises(ValueError, match='impossible shapes data'):
         ShapesConfig(**bad)
+
+
+def det_digest(root):
+    """The detection split's images and annotations (its ``info``, which
+    records the whole generator config, left out)."""
+    digest = hashlib.sha256()
+    for split in ('train', 'val'):
+        for name in sorted(os.listdir(osp.join(root, 'det', split))):
+            with open(osp.join(root, 'det', split, name), 'rb') as f:
+                digest.update(name.encode() + f.read())
+        with open(osp.join(root, 'det', 'annotations',
+                           f'instances_{split}.json')) as f:
+            coco = json.load(f)
+        coco.pop('info')
+        digest.update(json.dumps(coco, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def test_detection_split_is_unchanged(tmp_path):
+    # Recorded before the classification split was made learnable (issue
+    # 20): the detection data for a seed must stay what it was.
+    make_shapes(str(tmp_path), SMALL)
+    assert det_digest(tmp_path) == (
+        '3cea734bc879639018c41a6458c9d5a86f7bd090139b62057cdc67841edd9b0c')
+
+
+def test_classification_options_leave_detection_alone(tmp_path):
+    other = ShapesConfig(**{**SMALL.__dict__, 'cls_clutter': 7,
+                            'cls_noise_std': 20.0})
+    make_shapes(str(tmp_path / 'a'), SMALL)
+    make_shapes(str(tmp_path / 'b'), other)
+    assert det_digest(tmp_path / 'a') == det_digest(tmp_path / 'b')
+    assert tree_digest(tmp_path / 'a' / 'cls') != tree_digest(
+        tmp_path / 'b' / 'cls')
+
+
+def test_classification_shape_is_centred_large_and_visible(monkeypatch):
+    from mmlgc.datasets import shapes
+    drawn = []
+    draw = shapes._draw
+    monkeypatch.setattr(shapes, '_draw', lambda img, pts, color: (
+        drawn.append((img.copy(), pts, color)), draw(img, pts, color)))
+    cfg = ShapesConfig()
+    size = cfg.cls_image_size
+    labels, contrasts = [], []
+    for i in range(100):
+        drawn.clear()
+        _, label = draw_classification_image(cfg, 'train', i)
+        labels.append(label)
+        (background, pts, color), = drawn
+        lo, hi = pts.min(0), pts.max(0)
+        assert (hi - lo).max() >= 0.5 * size - 1e-6, (i, lo, hi)
+        assert lo.min() >= -1e-6 and hi.max() <= size + 1e-6, (i, lo, hi)
+        assert np.abs((lo + hi) / 2 - size / 2).max() <= 0.2 * size, i
+        under = background[int(lo[1]):int(np.ceil(hi[1])),
+                           int(lo[0]):int(np.ceil(hi[0]))]
+        contrasts.append(abs(shapes._gray(color) -
+                             shapes._gray(under.reshape(-1, 3).mean(0))))
+    assert sorted(set(labels)) == [0, 1, 2, 3]
+    assert np.mean(np.array(contrasts) >= 48) >= 0.95, contrasts
