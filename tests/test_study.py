@@ -19,6 +19,10 @@ def study():
         'study', osp.join(REPO, 'tools', 'analysis', 'study.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    # no config is parsed nor model built: every point initialises its
+    # backbone from the dense checkpoint; plain backbones count 100 MACs
+    module.pretrained_parts = lambda config: ['backbone']
+    module.plain_backbone_macs = lambda point, size: 100.0
     return module
 
 
@@ -98,8 +102,6 @@ def test_grid_runs_dense_first_and_each_point_once(study, tmp_path,
                                                    monkeypatch):
     tools = FakeTools()
     monkeypatch.setattr(study, 'run_tool', tools)
-    monkeypatch.setattr(study, 'pretrained_parts', lambda config: [
-        'backbone'])
     study.Study(tiny_args(study, tmp_path)).main()
     assert tools.trained() == ['dense_b1_s0', 'dense_b1_s1', 'msgc_b0.5_s0',
                                'msgc_b0.5_s1', 'flgc_G2_s0', 'flgc_G2_s1']
@@ -124,8 +126,6 @@ def test_interrupted_point_resumes_and_finished_ones_are_skipped(
         study, tmp_path, monkeypatch):
     tools = FakeTools(fail_on='msgc_b0.5_s1')
     monkeypatch.setattr(study, 'run_tool', tools)
-    monkeypatch.setattr(study, 'pretrained_parts', lambda config: [
-        'backbone'])
     args = tiny_args(study, tmp_path)
     with pytest.raises(RuntimeError, match='interrupted'):
         study.Study(args).main()
@@ -149,8 +149,6 @@ def test_interrupted_point_resumes_and_finished_ones_are_skipped(
 def test_a_finished_training_is_not_repeated_when_a_later_step_failed(
         study, tmp_path, monkeypatch):
     tools = FakeTools()
-    monkeypatch.setattr(study, 'pretrained_parts', lambda config: [
-        'backbone'])
 
     def flops_fails(script, *args):
         if script == 'tools/analysis/get_flops.py' and 'msgc' in str(args):
@@ -170,8 +168,6 @@ def test_a_finished_training_is_not_repeated_when_a_later_step_failed(
 
 def test_aggregation_table_csv_and_plots(study, tmp_path, monkeypatch):
     monkeypatch.setattr(study, 'run_tool', FakeTools())
-    monkeypatch.setattr(study, 'pretrained_parts', lambda config: [
-        'backbone'])
     study.Study(tiny_args(study, tmp_path)).main()
     out = tmp_path / 'study'
     rows = {r['method']: r for r in

@@ -25,9 +25,10 @@ Grid (``--methods``, ``--budgets`` 0.3 0.5 0.7, ``--seeds`` 0 1):
 * ``flgc``: learnt groups, G = 2 and 4 (its MACs follow from G).
 
 Budgets are what each point asks for; the table and plots use the MACs
-measured by tools/analysis/get_flops.py on the validation images (mmlgc's
-dynamic count for grouped backbones, the analyzer's for plain ones, as a
-ratio of the same seed's dense backbone). Latency: the deployed backbone's
+measured by tools/analysis/get_flops.py on the validation images for
+grouped backbones (mmlgc's dynamic count as a ratio of its dense count) and
+mmengine's analyzer at ``--image-size`` for the plain ones (get_flops.py's
+``analyzer`` count; ratio to the dense ResNet-18's). Latency: the deployed backbone's
 median from tools/analysis/benchmark_model.py (``--no-latency`` skips it; a
 point the tool cannot time gets none). Every training is
 ``tools/train.py`` in a subprocess, as a user runs it.
@@ -55,6 +56,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DENSE_CONFIG = 'configs/pretrain/resnet18_shapes.py'
 THIN_CONFIG = 'configs/study/resnet18_thin_shapes.py'
 METHODS = ('dense', 'thin', 'fixed', 'msgc', 'dgc', 'sgcnn', 'flgc')
+PLAIN = ('dense', 'thin')  # no mmlgc layer: MACs counted here
 METHOD_CONFIGS = {m: f'configs/pretrain/{m}_resnet18_shapes.py'
                   for m in ('msgc', 'dgc', 'sgcnn', 'flgc')}
 
@@ -75,6 +77,9 @@ def parse_args(argv=None):
                         help='shapes data root (written by '
                         'tools/data/make_shapes.py when missing)')
     parser.add_argument('--flops-images', type=int, default=200)
+    parser.add_argument('--image-size', type=int, default=64,
+                        help='classification image side (MACs of the plain '
+                        'backbones)')
     parser.add_argument('--no-latency', action='store_true')
     parser.add_argument('--bench-rounds', type=int, default=5)
     parser.add_argument('--cfg-options', nargs='+', default=[],
@@ -174,18 +179,34 @@ def pretrained_parts(config):
     return parts
 
 
-def thin_init(dense_ckpt, point, path):
-    """The dense checkpoint cut to the thin model's shapes: the first
-    channels of every tensor (a consistent choice across residual adds)."""
-    import torch
-    from mmengine.config import Config
+def build_plain_model(point):
+    """The point's (plain mmpretrain) classifier, its options applied."""
+    from mmengine.config import Config, DictAction
     from mmpretrain.registry import MODELS
     from mmpretrain.utils import register_all_modules
     register_all_modules()
     cfg = Config.fromfile(osp.join(REPO, point['config']))
-    cfg.merge_from_dict({k: int(v) for k, v in (
+    cfg.merge_from_dict({k: DictAction._parse_iterable(v) for k, v in (
         o.split('=', 1) for o in point['options'])})
-    shapes = {k: v.shape for k, v in MODELS.build(cfg.model).state_dict()
+    return MODELS.build(cfg.model)
+
+
+def plain_backbone_macs(point, size):
+    """mmengine's analyzer count of a plain backbone at ``size``² (what
+    tools/analysis/get_flops.py reports as ``analyzer.backbone_flops``; it
+    refuses models without mmlgc layers)."""
+    from mmengine.analysis import get_model_complexity_info
+    model = build_plain_model(point).eval()
+    return get_model_complexity_info(model.backbone, (3, size, size),
+                                     show_table=False,
+                                     show_arch=False)['flops']
+
+
+def thin_init(dense_ckpt, point, path):
+    """The dense checkpoint cut to the thin model's shapes: the first
+    channels of every tensor (a consistent choice across residual adds)."""
+    import torch
+    shapes = {k: v.shape for k, v in build_plain_model(point).state_dict()
               .items()}
     dense = torch.load(dense_ckpt, map_location='cpu',
                        weights_only=False)['state_dict']
@@ -271,6 +292,9 @@ class Study:
 
     def macs(self, point, checkpoint):
         path = osp.join(self.run_dir(point), 'flops.json')
+        if point['method'] in PLAIN and not osp.isfile(path):
+            dump_json(dict(analyzer=dict(backbone_flops=plain_backbone_macs(
+                point, self.args.image_size))), path)
         if not osp.isfile(path):
             run_tool('tools/analysis/get_flops.py', point['config'],
                      '--checkpoint', checkpoint, '--num-images',
