@@ -192,7 +192,54 @@ def test_aggregation_table_csv_and_plots(study, tmp_path, monkeypatch):
         assert (out / png).read_bytes()[:4] == b'\x89PNG'
 
 
+def test_random_connectivity(study):
+    import torch
+    generator = torch.Generator().manual_seed(0)
+    mask = study.random_connectivity(10, 8, 0.5, generator)
+    # 4 contiguous filter groups (sizes 2/3/2/3 of 10), each reading its own
+    # 4 of the 8 channels
+    assert [int(r.sum()) for r in mask] == [4] * 10
+    groups = [mask[a:b] for a, b in ((0, 2), (2, 5), (5, 8), (8, 10))]
+    assert all((g == g[0]).all() for g in groups)
+    assert len({tuple(g[0].tolist()) for g in groups}) > 1
+    # at least one channel, whatever the density
+    assert study.random_connectivity(4, 3, 0.01, generator).sum(1).eq(1).all()
+    again = study.random_connectivity(10, 8, 0.5,
+                                      torch.Generator().manual_seed(0))
+    assert torch.equal(mask, again)
+
+
 def test_mean_spread(study):
     assert study.mean_spread([1.0, None, 3.0]) == (2.0, 2 ** 0.5)
     assert study.mean_spread([5.0]) == (5.0, 0.0)
     assert study.mean_spread([None]) == (None, None)
+
+
+@pytest.mark.slow
+def test_real_tiny_grid(tiny_shapes, run_tool, tmp_path):
+    """The real tools on the tiny shapes set: dense, a thin point (its init
+    cut from the dense checkpoint), a fixed-groups point and a random-mask
+    point (its masks in its init), then a rerun that trains nothing."""
+    out = tmp_path / 'study'
+    command = ['tools/analysis/study.py', '--out', str(out), '--methods',
+               'dense', 'thin', 'fixed', 'random', '--budgets', '0.5',
+               '--groups', '2',
+               '--seeds', '0', '--data', tiny_shapes, '--no-latency',
+               '--flops-images', '4']
+    result = run_tool(*command)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[
+        -3000:]
+    runs = {r['name']: r for r in
+            json.load(open(out / 'results.json'))['runs']}
+    assert set(runs) == {'dense_b1_s0', 'thin_b0.5_s0', 'fixed_G2_s0',
+                         'random_b0.5_s0'}
+    assert runs['thin_b0.5_s0']['macs_ratio'] == pytest.approx(0.51, abs=0.01)
+    assert 0.4 < runs['fixed_G2_s0']['macs_ratio'] < 0.8
+    # the random masks arrive through the init checkpoint and stay: half
+    # the block convs' connections (stem and downsample dense)
+    assert 0.5 < runs['random_b0.5_s0']['macs_ratio'] < 0.65
+    assert all(r['top1'] is not None for r in runs.values())
+    again = run_tool(*command)
+    assert again.returncode == 0
+    assert 'tools/train.py' not in again.stdout
+    assert again.stdout.count('done, skipped') == 4

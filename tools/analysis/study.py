@@ -22,7 +22,13 @@ Grid (``--methods``, ``--budgets`` 0.3 0.5 0.7, ``--seeds`` 0 1):
 * ``msgc`` (MAC budget target = budget), ``dgc`` (keep = budget), ``sgcnn``
   (conv/FC pruned fraction = 1 - budget), each started from the dense
   checkpoint with its own shapes pretraining config;
-* ``flgc``: learnt groups, G = 2 and 4 (its MACs follow from G).
+* ``flgc``: learnt groups, G = 2 and 4 (its MACs follow from G);
+* ``random``: random static channel masks at density = budget, the static,
+  unlearnt counterpart of MSGC: in every conv SG-CNN groups (the block
+  convs), the filters in 4 contiguous groups (MSGC's heads), each group
+  reading its own random round(budget·C) input channels, drawn once from
+  the seed and kept (SG-CNN's layers with no grouping hook; they deploy to
+  4 ragged groups per conv).
 
 Budgets are what each point asks for; the table and plots use the MACs
 measured by tools/analysis/get_flops.py on the validation images for
@@ -55,7 +61,8 @@ from collections import OrderedDict
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DENSE_CONFIG = 'configs/pretrain/resnet18_shapes.py'
 THIN_CONFIG = 'configs/study/resnet18_thin_shapes.py'
-METHODS = ('dense', 'thin', 'fixed', 'msgc', 'dgc', 'sgcnn', 'flgc')
+METHODS = ('dense', 'thin', 'fixed', 'msgc', 'dgc', 'sgcnn', 'flgc',
+           'random')
 PLAIN = ('dense', 'thin')  # no mmlgc layer: MACs counted here
 METHOD_CONFIGS = {m: f'configs/pretrain/{m}_resnet18_shapes.py'
                   for m in ('msgc', 'dgc', 'sgcnn', 'flgc')}
@@ -146,6 +153,11 @@ def grid(args):
                 elif method == 'dgc':
                     options = [f'model.backbone.keep={budget}']
                     config = METHOD_CONFIGS[method]
+                elif method == 'random':
+                    # SG-CNN's layers, masks from the init checkpoint
+                    # (random_mask_init), never regrouped
+                    options = ['custom_hooks=[]']
+                    config = METHOD_CONFIGS['sgcnn']
                 else:  # sgcnn
                     pruned = round(1 - budget, 3)
                     options = [f'custom_hooks.0.conv_ratio={pruned}',
@@ -204,13 +216,16 @@ def pretrained_parts(config):
     return parts
 
 
-def build_plain_model(point):
-    """The point's (plain mmpretrain) classifier, its options applied."""
+def build_model(point):
+    """The point's classifier (mmpretrain's registry; mmlgc's modules
+    registered when its config imports them), its options applied."""
     from mmengine.config import Config, DictAction
     from mmpretrain.registry import MODELS
     from mmpretrain.utils import register_all_modules
     register_all_modules()
     cfg = Config.fromfile(osp.join(REPO, point['config']))
+    if cfg.get('custom_imports'):
+        import mmlgc  # noqa: F401
     cfg.merge_from_dict({k: DictAction._parse_iterable(v) for k, v in (
         o.split('=', 1) for o in point['options'])})
     return MODELS.build(cfg.model)
@@ -221,7 +236,7 @@ def plain_backbone_macs(point, size):
     tools/analysis/get_flops.py reports as ``analyzer.backbone_flops``; it
     refuses models without mmlgc layers)."""
     from mmengine.analysis import get_model_complexity_info
-    model = build_plain_model(point).eval()
+    model = build_model(point).eval()
     return get_model_complexity_info(model.backbone, (3, size, size),
                                      show_table=False,
                                      show_arch=False)['flops']
@@ -231,12 +246,50 @@ def thin_init(dense_ckpt, point, path):
     """The dense checkpoint cut to the thin model's shapes: the first
     channels of every tensor (a consistent choice across residual adds)."""
     import torch
-    shapes = {k: v.shape for k, v in build_plain_model(point).state_dict()
+    shapes = {k: v.shape for k, v in build_model(point).state_dict()
               .items()}
     dense = torch.load(dense_ckpt, map_location='cpu',
                        weights_only=False)['state_dict']
     state = {k: dense[k][tuple(slice(0, n) for n in shape)].clone()
              for k, shape in shapes.items()}
+    torch.save(dict(state_dict=state), path)
+
+
+RANDOM_MASK_GROUPS = 4
+
+
+def random_connectivity(out_channels, in_channels, density, generator,
+                        groups=RANDOM_MASK_GROUPS):
+    """An ``[O, C]`` 0/1 mask: the filters in ``groups`` contiguous groups,
+    each reading its own random ``max(1, round(density·C))`` channels."""
+    import torch
+    mask = torch.zeros(out_channels, in_channels)
+    keep = max(1, int(round(density * in_channels)))
+    bounds = [round(i * out_channels / groups) for i in range(groups + 1)]
+    for begin, end in zip(bounds[:-1], bounds[1:]):
+        channels = torch.randperm(in_channels, generator=generator)[:keep]
+        mask[begin:end, channels] = 1.0
+    return mask
+
+
+def random_mask_init(dense_ckpt, point, path):
+    """The dense checkpoint plus a random static mask (and its grouped
+    ratio) for every self-grouped conv of the point's SG-CNN backbone,
+    drawn from the point's seed."""
+    import torch
+    from mmlgc.layers.self_grouping import SelfGroupedConv2d
+    dense = torch.load(dense_ckpt, map_location='cpu',
+                       weights_only=False)['state_dict']
+    generator = torch.Generator().manual_seed(point['seed'])
+    state = dict(dense)
+    for name, module in build_model(point).backbone.named_modules():
+        if isinstance(module, SelfGroupedConv2d):
+            mask = random_connectivity(module.out_channels,
+                                       module.in_channels, point['budget'],
+                                       generator)
+            state[f'backbone.{name}.mask'] = mask
+            state[f'backbone.{name}.grouped_ratio'] = torch.tensor(
+                1.0 - float(mask.mean()))
     torch.save(dict(state_dict=state), path)
 
 
@@ -290,10 +343,12 @@ class Study:
                    *data_options(self.args.data), *point['options']]
         if point['method'] != 'dense':
             dense_ckpt = self.dense_result(point['seed'])['checkpoint']
-            if point['method'] == 'thin':
+            if point['method'] in ('thin', 'random'):
                 init = osp.join(work_dir, 'init.pth')
                 if not osp.isfile(init):
-                    thin_init(dense_ckpt, point, init)
+                    make_init = (thin_init if point['method'] == 'thin' else
+                                 random_mask_init)
+                    make_init(dense_ckpt, point, init)
                 options += [f'model.{part}.init_cfg.{key}={value}'
                             for part in ('backbone', 'head')
                             for key, value in (('type', 'Pretrained'),
