@@ -1,3 +1,4 @@
+import os
 import os.path as osp
 import pickle
 import subprocess
@@ -7,6 +8,21 @@ import pytest
 import torch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+@pytest.fixture(scope='session', autouse=True)
+def plan_cache(tmp_path_factory):
+    """Execution plans measured by the tests (and the tools they run, which
+    inherit the environment) go to a cache of their own, not the user's
+    ~/.cache/mmlgc/plans.json."""
+    path = str(tmp_path_factory.mktemp('plans') / 'plans.json')
+    previous = os.environ.get('MMLGC_PLAN_CACHE')
+    os.environ['MMLGC_PLAN_CACHE'] = path
+    yield path
+    if previous is None:
+        os.environ.pop('MMLGC_PLAN_CACHE', None)
+    else:
+        os.environ['MMLGC_PLAN_CACHE'] = previous
 
 
 @pytest.fixture(scope='session')
