@@ -5,7 +5,7 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import data_options
+from helpers import data_options
 
 from mmlgc.utils.config import build_model, load_config
 

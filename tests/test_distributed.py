@@ -28,7 +28,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, data_options
+from helpers import REPO, data_options
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import assert_same_detections, data_options
+from helpers import assert_same_detections, data_options
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import data_options
+from helpers import data_options
 
 IMAGES, BATCH = 16, 4  # the first 16 tiny classification images
 ITERS_PER_EPOCH = IMAGES // BATCH

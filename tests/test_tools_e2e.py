@@ -13,7 +13,7 @@ import time
 
 import pytest
 import torch
-from conftest import data_options
+from helpers import data_options
 
 pytestmark = pytest.mark.slow
 

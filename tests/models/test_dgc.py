@@ -3,7 +3,7 @@ detectors, deploy, resume, dense checkpoints."""
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import build_tiny_detector, det_sample
+from helpers import build_tiny_detector, det_sample
 from mmdet.models.backbones import ResNet
 
 from mmlgc.complexity import collect_costs

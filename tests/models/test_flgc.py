@@ -4,7 +4,7 @@ connectivity, backbones, dense checkpoints, deploy, detectors."""
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import build_tiny_detector, det_sample
+from helpers import build_tiny_detector, det_sample
 from mmcv.cnn import fuse_conv_bn
 from mmdet.models.backbones import MobileNetV2, ResNet
 from torch import nn

@@ -1,7 +1,7 @@
 """MSGC: gates, backbone, MAC accounting, budget loss, checkpoints, deploy."""
 import pytest
 import torch
-from conftest import build_tiny_detector, det_sample
+from helpers import build_tiny_detector, det_sample
 from mmdet.models.backbones import ResNet
 
 from mmlgc.complexity import collect_costs, conv_macs

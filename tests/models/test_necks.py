@@ -2,7 +2,7 @@
 deploy, dense FPN checkpoints."""
 import pytest
 import torch
-from conftest import build_tiny_detector, det_sample
+from helpers import build_tiny_detector, det_sample
 from mmdet.models.necks import FPN
 
 from mmlgc.complexity import collect_costs, conv_macs

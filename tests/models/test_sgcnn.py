@@ -6,7 +6,7 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from conftest import build_tiny_detector, det_sample
+from helpers import build_tiny_detector, det_sample
 from mmdet.models.backbones import ResNet
 
 from mmlgc.complexity import collect_costs

@@ -5,7 +5,7 @@ import copy
 
 import pytest
 import torch
-from conftest import build_tiny_detector, det_sample
+from helpers import build_tiny_detector, det_sample
 from mmengine.logging import MessageHub
 
 from mmlgc.complexity import clear_costs
