@@ -192,6 +192,27 @@ def test_aggregation_table_csv_and_plots(study, tmp_path, monkeypatch):
         assert (out / png).read_bytes()[:4] == b'\x89PNG'
 
 
+def test_latency_added_later_to_points_trained_without(study, tmp_path,
+                                                       monkeypatch):
+    tools = FakeTools()
+    monkeypatch.setattr(study, 'run_tool', tools)
+    args = tiny_args(study, tmp_path)
+    args.no_latency = True
+    study.Study(args).main()
+    assert not [c for c in tools.calls if 'benchmark' in c[0]]
+
+    later = FakeTools()
+    monkeypatch.setattr(study, 'run_tool', later)
+    results = study.Study(tiny_args(study, tmp_path)).main()
+    # only the latency runs, for the grouped points (dense has no grouped
+    # form to time)
+    assert [c[0] for c in later.calls] == (
+        ['tools/analysis/benchmark_model.py'] * 4)
+    latency = {r['name']: r['latency_ms'] for r in results}
+    assert latency['msgc_b0.5_s1'] == 10.0 * MACS['msgc'] + 1
+    assert latency['dense_b1_s0'] is None
+
+
 def test_random_connectivity(study):
     import torch
     generator = torch.Generator().manual_seed(0)

@@ -42,6 +42,8 @@ point the tool cannot time gets none). Every training is
 Resumable: a point whose ``runs/NAME/result.json`` exists is skipped; a
 training that stopped keeps its work dir and resumes (``--resume``) from its
 last checkpoint; finished steps (training, MACs, latency) are not repeated.
+A point trained under ``--no-latency`` gets only its latency on a later run
+without it: train the grid while the machine is busy, time it when quiet.
 Outputs under ``--out``: ``results.json``, ``results.csv`` (one row per
 run), ``table.md`` (mean ± sample std over seeds per method and budget),
 ``top1_vs_macs.png``, ``top1_vs_latency.png``.
@@ -417,8 +419,15 @@ class Study:
     def run_point(self, point):
         path = self.result_path(point)
         if osp.isfile(path):
-            print(f'study: {point["name"]} done, skipped', flush=True)
-            return load_json(path)
+            result = load_json(path)
+            if (self.args.no_latency or point['method'] in PLAIN
+                    or result.get('latency_ms') is not None):
+                print(f'study: {point["name"]} done, skipped', flush=True)
+                return result
+            # trained under --no-latency: only the latency is missing
+            result.update(self.latency(point, result['checkpoint']))
+            dump_json(result, path)
+            return result
         os.makedirs(self.run_dir(point), exist_ok=True)
         start = time.time()
         trained = self.train(point)
