@@ -227,10 +227,10 @@ def _gray(color) -> float:
 def draw_classification_image(cfg: ShapesConfig, split: str, index: int):
     """One image and its label: a single shape whose box is 50-90 % of the
     image across and centred to within a quarter of the free margin, drawn
-    as in the detection split (same outlines, rotation, aspect jitter, background) but
-    over ``cls_clutter`` distractors and ``cls_noise_std`` noise, in a
-    colour whose grey level differs by >= 48 from the background under it
-    (the best of 8 draws where none does)."""
+    as in the detection split (same outlines, rotation, aspect jitter,
+    background) but over ``cls_clutter`` distractors and ``cls_noise_std``
+    noise, in a colour whose grey level differs by >= 48 from the background
+    under it (the best of 8 draws where none does)."""
     rng = _rng(cfg, 'cls', split, index)
     size = cfg.cls_image_size
     img = _background(rng, size, cfg, cfg.cls_clutter)
