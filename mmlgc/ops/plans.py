@@ -160,6 +160,14 @@ class PlanCache:
 cache = PlanCache()
 
 
+def plannable(input: Tensor) -> bool:
+    """Plans time candidates on the actual input: a CPU tensor, outside a
+    trace (mmengine's analyzer, ``torch.jit.trace``, where sizes and
+    densities are traced values and a timed choice would be recorded as the
+    graph)."""
+    return input.device.type == 'cpu' and not torch.jit.is_tracing()
+
+
 def size_bucket(height: int, width: int) -> int:
     """Half-octaves of the pixel count: detection images of nearby sizes
     share a plan."""
@@ -364,7 +372,7 @@ def ragged_forward(layer, input: Tensor) -> Tensor:
     """A deployed ragged layer's output (in the order its forward emits),
     by the planned candidate."""
     candidates = _ragged_candidates(layer)
-    if len(candidates) == 1 or input.device.type != 'cpu':
+    if len(candidates) == 1 or not plannable(input):
         return candidates['kernel'](input)
     n, _, h, w = input.shape
     kh, kw = layer.kernel_size
@@ -535,7 +543,7 @@ def dynamic_group_conv(input: Tensor,
     non-CPU inputs, go to the op itself."""
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     args = (input, weight, bias, mask, out_mask, stride, padding, dilation)
-    if input.device.type != 'cpu' or (torch.is_grad_enabled() and any(
+    if not plannable(input) or (torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (mask, out_mask))):
         return _dynamic_kernel(*args)
     candidates = {'kernel': _dynamic_kernel, 'gathered': _gathered}
@@ -591,7 +599,7 @@ class PlannedMaxPool2d(nn.MaxPool2d):
                                                         self.kernel_size)
         padding = _pair(self.padding)
         native = (lambda: F.max_pool2d(input, kernel, stride, padding))
-        if (input.dim() != 4 or input.device.type != 'cpu' or
+        if (input.dim() != 4 or not plannable(input) or
                 _pair(self.dilation) != (1, 1) or self.ceil_mode or
                 self.return_indices):
             return super().forward(input)

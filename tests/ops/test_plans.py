@@ -189,3 +189,28 @@ def test_a_close_call_keeps_the_default(monkeypatch):
     monkeypatch.setattr(plans, 'time_interleaved', lambda c, r: {
         'kernel': Timing([1.0]), 'dense': Timing([0.8])})
     assert plans.choose('clear', dict.fromkeys(('kernel', 'dense'))) == 'dense'
+
+
+def test_traced_calls_run_the_op_without_planning(plan_cache, monkeypatch):
+    """Under a trace (mmengine's analyzer, get_flops.py) the inputs' sizes
+    and densities are traced values: nothing is measured or cached, the op
+    itself runs (and gives its result)."""
+    measured = []
+    monkeypatch.setattr(plans, 'time_interleaved',
+                        lambda *a, **k: measured.append(a))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 8, 6, 6, generator=gen)
+    weight = torch.randn(4, 8, 3, 3, generator=gen)
+    mask = random_masks(1, 2, 8, 0.5, gen).float()
+    pool = plans.PlannedMaxPool2d(3, 2, 1)
+
+    def forward(x):
+        out = plans.dynamic_group_conv(x, weight, None, mask, None, 1, 1)
+        return pool(out)
+
+    traced = torch.jit.trace(forward, (x, ), check_trace=False)
+    expected = torch.nn.functional.max_pool2d(
+        reference.dynamic_group_conv(x, weight, None, mask, None, 1, 1),
+        3, 2, 1)
+    torch.testing.assert_close(traced(x), expected, atol=1e-4, rtol=1e-4)
+    assert measured == [] and not plan_cache.exists()
