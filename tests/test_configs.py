@@ -81,4 +81,6 @@ def test_config_selects_mmlgcs_runtime(config):
     from mmlgc.utils.runtime import runtime_components
     cfg = Config.fromfile(osp.join(REPO, config))
     assert RUNTIME <= set(runtime_components(cfg))
+    # mmengine's Runner refuses a loop `type` beside `by_epoch`.
+    assert 'by_epoch' not in cfg.train_cfg
     assert cfg.default_hooks.checkpoint.get('interval', 1) >= 1

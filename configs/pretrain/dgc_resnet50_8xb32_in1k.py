@@ -37,9 +37,11 @@ param_scheduler = [
         end=max_epochs,
         convert_to_iter_based=True)
 ]
+# _delete_: mmengine refuses by_epoch (mmpretrain's base) beside a type.
 train_cfg = dict(
+    _delete_=True,
     type='mmlgc.ExactResumeEpochBasedTrainLoop',  # exact mid-epoch resume
-    by_epoch=True, max_epochs=max_epochs, val_interval=1)
+    max_epochs=max_epochs, val_interval=1)
 custom_hooks = [dict(type='mmlgc.DGCScheduleHook', loss_weight=1e-5)]
 auto_scale_lr = dict(base_batch_size=256)
 

@@ -28,9 +28,11 @@ optim_wrapper = dict(
 param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs)
 ]
+# _delete_: mmengine refuses by_epoch (mmpretrain's base) beside a type.
 train_cfg = dict(
+    _delete_=True,
     type='mmlgc.ExactResumeEpochBasedTrainLoop',  # exact mid-epoch resume
-    by_epoch=True, max_epochs=max_epochs, val_interval=1)
+    max_epochs=max_epochs, val_interval=1)
 custom_hooks = [dict(type='mmlgc.MACBudgetHook', target=0.65)]
 auto_scale_lr = dict(base_batch_size=256)
 

@@ -28,7 +28,7 @@ param_scheduler = [
 ]
 train_cfg = dict(
     type='mmlgc.ExactResumeEpochBasedTrainLoop',  # exact mid-epoch resume
-    by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
+    max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict()
 test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=32)

@@ -38,9 +38,11 @@ param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, begin=0, end=max_epochs,
          milestones=[local_total + 30, local_total + 60], gamma=0.1)
 ]
+# _delete_: mmengine refuses by_epoch (mmpretrain's base) beside a type.
 train_cfg = dict(
+    _delete_=True,
     type='mmlgc.ExactResumeEpochBasedTrainLoop',  # exact mid-epoch resume
-    by_epoch=True, max_epochs=max_epochs, val_interval=1)
+    max_epochs=max_epochs, val_interval=1)
 custom_hooks = [
     dict(type='mmlgc.SelfGroupingHook', conv_ratio=conv_ratio,
          fc_ratio=fc_ratio, step=step, groups=16, scheme='local_global',

@@ -20,18 +20,11 @@ class ExactResumeEpochBasedTrainLoop(EpochBasedTrainLoop):
     uninterrupted one). Everything else is mmengine's loop.
 
     Select it with
-    ``train_cfg=dict(type='mmlgc.ExactResumeEpochBasedTrainLoop', ...)``;
-    ``by_epoch=True`` (mmpretrain's way of asking for an epoch loop) is
-    accepted.
+    ``train_cfg=dict(type='mmlgc.ExactResumeEpochBasedTrainLoop', ...)``
+    (mmengine refuses a ``type`` beside ``by_epoch``: over an mmpretrain
+    base, whose ``train_cfg`` has ``by_epoch=True``, replace it with
+    ``_delete_=True``).
     """
-
-    def __init__(self, *args, by_epoch: bool = True, **kwargs):
-        if not by_epoch:
-            raise ValueError(
-                f'{type(self).__name__} is an epoch loop: by_epoch=False '
-                "asks for mmengine's IterBasedTrainLoop, which resumes "
-                'mid-epoch checkpoints exactly already.')
-        super().__init__(*args, **kwargs)
 
     def run_epoch(self) -> None:
         done = self._iter - self._epoch * len(self.dataloader)
