@@ -19,3 +19,12 @@ model = dict(
 custom_hooks = [
     dict(type='mmlgc.DGCScheduleHook', ramp_begin=0., ramp_end=0.)
 ]
+
+# mmlgc's runtime (docs/reliability.md): exact mid-epoch resume, random
+# generator states in checkpoints, atomic checkpoint writes, clear errors for
+# bad checkpoints.
+train_cfg = dict(type='mmlgc.ExactResumeEpochBasedTrainLoop')
+default_hooks = dict(
+    checkpoint=dict(type='mmlgc.AtomicCheckpointHook'),
+    random_state=dict(type='mmlgc.RandomStateHook'),
+    checkpoint_checks=dict(type='mmlgc.CheckpointChecksHook'))

@@ -32,4 +32,11 @@ model = dict(
                    rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300)))
 
-default_hooks = dict(logger=dict(interval=25))
+# mmlgc's runtime (docs/reliability.md): exact mid-epoch resume, random
+# generator states in checkpoints, atomic checkpoint writes, clear errors for
+# bad checkpoints.
+default_hooks = dict(
+    logger=dict(interval=25),
+    checkpoint=dict(type='mmlgc.AtomicCheckpointHook'),
+    random_state=dict(type='mmlgc.RandomStateHook'),
+    checkpoint_checks=dict(type='mmlgc.CheckpointChecksHook'))

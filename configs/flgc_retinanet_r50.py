@@ -18,3 +18,12 @@ model = dict(
 optim_wrapper = dict(
     paramwise_cfg=dict(custom_keys={'group_logits': dict(decay_mult=0.)}))
 custom_hooks = [dict(type='mmlgc.FLGCAssignmentHook')]
+
+# mmlgc's runtime (docs/reliability.md): exact mid-epoch resume, random
+# generator states in checkpoints, atomic checkpoint writes, clear errors for
+# bad checkpoints.
+train_cfg = dict(type='mmlgc.ExactResumeEpochBasedTrainLoop')
+default_hooks = dict(
+    checkpoint=dict(type='mmlgc.AtomicCheckpointHook'),
+    random_state=dict(type='mmlgc.RandomStateHook'),
+    checkpoint_checks=dict(type='mmlgc.CheckpointChecksHook'))

@@ -23,4 +23,11 @@ model = dict(
         # Objects are 12-56 px: the smallest anchors are 16-25 px at P3.
         anchor_generator=dict(octave_base_scale=2)))
 
-default_hooks = dict(logger=dict(interval=25))
+# mmlgc's runtime (docs/reliability.md): exact mid-epoch resume, random
+# generator states in checkpoints, atomic checkpoint writes, clear errors for
+# bad checkpoints.
+default_hooks = dict(
+    logger=dict(interval=25),
+    checkpoint=dict(type='mmlgc.AtomicCheckpointHook'),
+    random_state=dict(type='mmlgc.RandomStateHook'),
+    checkpoint_checks=dict(type='mmlgc.CheckpointChecksHook'))

@@ -13,3 +13,12 @@ model = dict(
         type='mmlgc.SGCNNResNet',
         init_cfg=dict(
             type='Pretrained', checkpoint=pretrained, prefix='backbone.')))
+
+# mmlgc's runtime (docs/reliability.md): exact mid-epoch resume, random
+# generator states in checkpoints, atomic checkpoint writes, clear errors for
+# bad checkpoints.
+train_cfg = dict(type='mmlgc.ExactResumeEpochBasedTrainLoop')
+default_hooks = dict(
+    checkpoint=dict(type='mmlgc.AtomicCheckpointHook'),
+    random_state=dict(type='mmlgc.RandomStateHook'),
+    checkpoint_checks=dict(type='mmlgc.CheckpointChecksHook'))

@@ -1,10 +1,13 @@
 """mmlgc: learnable grouped convolutions for OpenMMLab detection and
 classification.
 
-Importing the package applies the stack fixes (``mmlgc.utils.compat``),
-loads the compiled ops and registers every module into the ``mmlgc`` scope, so
+Importing the package applies the stack fixes (``mmlgc.utils.compat``: what
+mmengine 0.10.7 needs on torch >= 2.6, nothing else), loads the compiled ops
+and registers every module into the ``mmlgc`` scope, so
 ``custom_imports=dict(imports=['mmlgc'])`` plus ``type='mmlgc.X'`` works from
-mmdet and mmpretrain configs.
+mmdet and mmpretrain configs. mmlgc's runtime behaviour (exact resume, atomic
+checkpoints, checkpoint checks, EMA of discrete state) is in components that
+configs select (``mmlgc.engine``).
 """
 from .utils import compat
 

@@ -26,6 +26,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from mmlgc.layers import BinaryConcreteGate, DGCConv
+from mmlgc.utils.io import AtomicLocalBackend
 
 
 @TASK_UTILS.register_module()
@@ -68,13 +69,15 @@ class RankProbeHook(Hook):
 
     def before_run(self, runner):
         record = self.record
-        put = LocalBackend.put
+        # mmengine's backend and the atomic one (mmlgc's configs and tools).
+        for backend_cls in (LocalBackend, AtomicLocalBackend):
+            put = backend_cls.__dict__['put']
 
-        def recording_put(backend, obj, filepath):
-            record['writes'].append(osp.basename(str(filepath)))
-            return put(backend, obj, filepath)
+            def recording_put(backend, obj, filepath, put=put):
+                record['writes'].append(osp.basename(str(filepath)))
+                return put(backend, obj, filepath)
 
-        LocalBackend.put = recording_put
+            backend_cls.put = recording_put
         for module in self._model(runner).modules():
             if type(module) is BinaryConcreteGate:
                 module.__class__ = MedianNoiseGate

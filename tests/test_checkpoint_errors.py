@@ -1,5 +1,6 @@
 """Bad checkpoints are clear errors on every mmengine load path
-(mmlgc.utils.checkpoint_checks, compat fix 3); dense checkpoints still load
+once enabled (mmlgc.utils.checkpoint_checks: a config's CheckpointChecksHook
+or mmlgc's tools); dense checkpoints still load
 into method backbones. Tiny models (``base_channels=8``): no training."""
 import os.path as osp
 
@@ -16,9 +17,27 @@ from mmlgc.models.backbones import (DGCResNet, FLGCMobileNetV2, FLGCResNet,
 from mmlgc.utils.checkpoint_checks import (CheckpointError,
                                            CheckpointMismatchError,
                                            check_config_checkpoints,
-                                           patch_mmengine_checkpoint_checks)
+                                           checkpoint_checks_enabled,
+                                           enable_checkpoint_checks)
 
 TINY = dict(base_channels=8, stem_channels=8)
+
+
+def _keep_mmengine_loaders(monkeypatch):
+    """mmengine's loaders are put back after the test."""
+    loader = mmengine_checkpoint.CheckpointLoader
+    monkeypatch.setattr(loader, 'load_checkpoint',
+                        loader.__dict__['load_checkpoint'])
+    for name in ('load_state_dict', '_load_checkpoint_with_prefix'):
+        monkeypatch.setattr(mmengine_checkpoint, name,
+                            getattr(mmengine_checkpoint, name))
+
+
+@pytest.fixture(autouse=True)
+def checks(monkeypatch):
+    """The checks are opt-in: enabled for each test here, then removed."""
+    _keep_mmengine_loaders(monkeypatch)
+    enable_checkpoint_checks()
 
 
 def _save(path, state_dict, prefix=''):
@@ -274,8 +293,25 @@ def test_train_tool_stops_before_the_work_dir(run_tool, tmp_path):
     assert not work_dir.exists()
 
 
-def test_patch_is_idempotent():
-    patch_mmengine_checkpoint_checks()
+def test_enable_is_idempotent():
     first = mmengine_checkpoint.CheckpointLoader.load_checkpoint
-    patch_mmengine_checkpoint_checks()
+    enable_checkpoint_checks()
     assert mmengine_checkpoint.CheckpointLoader.load_checkpoint == first
+
+
+def test_the_hook_enables_the_checks_before_the_run_loads(
+        monkeypatch, tmp_path, r18):
+    """Off, a checkpoint of another depth is mmengine's warning; a config's
+    ``CheckpointChecksHook`` makes it the error (the Runner calls
+    ``before_run`` before it initialises or loads weights)."""
+    from mmlgc.engine import CheckpointChecksHook
+    monkeypatch.undo()
+    _keep_mmengine_loaders(monkeypatch)
+    assert not checkpoint_checks_enabled()
+    r50 = _save(tmp_path / 'r50.pth', ResNet(50, **TINY).state_dict(),
+                'backbone.')
+    _pretrained(ResNet, r50, depth=18, **TINY)  # mmengine: a warning only
+    CheckpointChecksHook().before_run(runner=None)
+    assert checkpoint_checks_enabled()
+    with pytest.raises(CheckpointMismatchError):
+        _pretrained(ResNet, r50, depth=18, **TINY)

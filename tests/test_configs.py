@@ -66,3 +66,21 @@ def test_config_builds_and_runs(config):
             preds = model(**model.data_preprocessor(_batch(scope), False),
                           mode='predict')
     assert len(preds) == 1
+
+
+RUNTIME = {
+    'mmlgc.ExactResumeEpochBasedTrainLoop', 'mmlgc.AtomicCheckpointHook',
+    'mmlgc.RandomStateHook', 'mmlgc.CheckpointChecksHook'
+}
+
+
+@pytest.mark.parametrize('config', CONFIGS)
+def test_config_selects_mmlgcs_runtime(config):
+    """What importing mmlgc no longer does for every config, each of
+    mmlgc's configs asks for (docs/reliability.md)."""
+    from mmlgc.utils.runtime import runtime_components
+    cfg = Config.fromfile(osp.join(REPO, config))
+    assert RUNTIME <= set(runtime_components(cfg))
+    # mmengine's Runner refuses a loop `type` beside `by_epoch`.
+    assert 'by_epoch' not in cfg.train_cfg
+    assert cfg.default_hooks.checkpoint.get('interval', 1) >= 1

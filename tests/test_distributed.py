@@ -54,7 +54,7 @@ def launch(args, env_extra=None):
     ``PYTHONPATH`` (the probe); kill the whole process group on timeout."""
     env = dict(os.environ)
     env['PATH'] = osp.dirname(sys.executable) + os.pathsep + env['PATH']
-    env['PYTHONPATH'] = osp.join(REPO, 'tests')
+    env['PYTHONPATH'] = osp.join(REPO, 'tests') + os.pathsep + REPO
     env['PORT'] = str(free_port())
     env.update(env_extra or {})
     proc = subprocess.Popen(args, cwd=REPO, env=env, text=True,

@@ -1,10 +1,15 @@
-"""Model averaging (mmengine's ``EMAHook`` / ``ExponentialMovingAverage``)
-of every method's backbone: weights (and, with ``update_buffers=True``, BN
-statistics) are averaged; masks, indices, assignments and schedule state
-are copied from the trained model (``mmlgc.utils.model_averaging``)."""
+"""Model averaging (mmengine's ``EMAHook`` with
+``ema_type='mmlgc.ExponentialMovingAverage'``) of every method's backbone:
+weights (and, with ``update_buffers=True``, BN statistics) are averaged;
+masks, indices, assignments and schedule state are copied from the trained
+model (``mmlgc.engine.averaged_models``, ``mmlgc.utils.model_averaging``).
+mmengine's own averaged models stay as they are."""
 import pytest
 import torch
-from mmengine.model import ExponentialMovingAverage
+from mmengine import model as mmengine_model
+
+from mmlgc.engine import (ExponentialMovingAverage, MomentumAnnealingEMA,
+                          StochasticWeightAverage)
 
 from mmlgc.layers import BinaryConcreteGate, DGCConv, FLGCConv2d
 from mmlgc.layers.self_grouping import group_model, self_grouped_layers
@@ -155,3 +160,39 @@ def test_copy_discrete_state_covers_non_floating_buffers():
     copy_discrete_state(averaged, source)
     assert averaged[0].num_batches_tracked.item() == 7
     assert torch.equal(averaged[0].running_mean, torch.zeros(3))
+
+
+@pytest.mark.parametrize('averaged_cls', [
+    ExponentialMovingAverage, MomentumAnnealingEMA, StochasticWeightAverage
+])
+def test_every_averaged_model_copies_discrete_state(averaged_cls):
+    model = _backbone('dgc')
+    averaged = averaged_cls(model)
+    averaged.update_parameters(model)
+    _advance_schedule('dgc', model, 2)
+    averaged.update_parameters(model)
+    assert isinstance(averaged, getattr(mmengine_model, averaged_cls.__name__))
+    assert all(torch.equal(averaged.module.state_dict()[name], tensor)
+               for name, tensor in _exact_state(model).items())
+
+
+def test_ema_hook_builds_mmlgcs_type_and_mmengines_stays_its_own():
+    """A config selects it: ``EMAHook(ema_type='mmlgc.…')``. mmengine's
+    type (a user's config) keeps mmengine's behaviour: with
+    ``update_buffers=True`` the discrete state stays at its first value."""
+    from mmengine.hooks import EMAHook
+
+    class Runner:
+        model = _backbone('dgc')
+
+    hook = EMAHook(ema_type='mmlgc.ExponentialMovingAverage', momentum=0.5)
+    hook.before_run(Runner)
+    assert type(hook.ema_model) is ExponentialMovingAverage
+
+    plain = mmengine_model.ExponentialMovingAverage(
+        Runner.model, update_buffers=True)
+    plain.update_parameters(Runner.model)
+    _advance_schedule('dgc', Runner.model, 2)
+    plain.update_parameters(Runner.model)
+    assert not all(torch.equal(plain.module.state_dict()[name], tensor)
+                   for name, tensor in _exact_state(Runner.model).items())

@@ -26,9 +26,10 @@ import torch
 from mmengine.config import DictAction
 from mmengine.runner import load_checkpoint, save_checkpoint
 
-import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
+import mmlgc  # noqa: F401  (registers modules, applies the stack fixes)
 from mmlgc.deploy import deploy_model, mark_deploy_in_config
 from mmlgc.ops import plans
+from mmlgc.utils.checkpoint_checks import enable_checkpoint_checks
 from mmlgc.utils.config import build_model, load_config
 from mmlgc.utils.io import atomic_write
 
@@ -51,6 +52,8 @@ def parse_args():
 
 def main():
     args = parse_args()
+    # Bad checkpoints are clear errors in every mmlgc tool (not on import).
+    enable_checkpoint_checks()
     cfg = load_config(args.config, args.cfg_options)
     model = build_model(cfg)
     load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)

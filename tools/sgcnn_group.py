@@ -26,10 +26,11 @@ from mmengine.config import DictAction
 from mmengine.runner import save_checkpoint
 from mmengine.runner.checkpoint import _load_checkpoint
 
-import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
+import mmlgc  # noqa: F401  (registers modules, applies the stack fixes)
 from mmlgc.engine import SelfGroupingHook
 from mmlgc.layers.self_grouping import (pruned_fractions, reference_complexity,
                                         self_grouped_layers)
+from mmlgc.utils.checkpoint_checks import enable_checkpoint_checks
 from mmlgc.utils.config import build_model, load_config
 from mmlgc.utils.io import atomic_write
 
@@ -79,6 +80,8 @@ def load_weights(model, path):
 
 def main():
     args = parse_args()
+    # Bad checkpoints are clear errors in every mmlgc tool (not on import).
+    enable_checkpoint_checks()
     for path in (args.config, args.checkpoint):
         if not osp.isfile(path):
             raise SystemExit(f'not found: {path}')

@@ -15,11 +15,12 @@ from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
+import mmlgc  # noqa: F401  (registers modules, applies the stack fixes)
 from mmlgc.utils.checkpoint_checks import (CheckpointError,
                                            check_config_checkpoints)
 from mmlgc.utils.cli import add_runner_args, parse_runner_args
 from mmlgc.utils.config import load_config
+from mmlgc.utils.runtime import describe_runtime, enable_tool_safeguards
 
 
 def parse_args():
@@ -111,6 +112,8 @@ def dump_metric(cfg, out_file):
 
 def main():
     args = parse_args()
+    # As this tool always has, for every config (importing mmlgc does not).
+    tool_wide = enable_tool_safeguards()
     cfg = load_config(args.config, args.cfg_options, args.work_dir,
                       args.launcher)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
@@ -141,6 +144,7 @@ def main():
         runner = Runner.from_cfg(cfg)
     else:
         runner = RUNNERS.build(cfg)
+    runner.logger.info(describe_runtime(cfg, tool_wide))
     # Evaluating needs the whole model: a checkpoint lacking tensors (or of
     # another model) is an error, not mmengine's warning and a random head.
     runner.load_checkpoint = functools.partial(runner.load_checkpoint,

@@ -2,7 +2,11 @@
 
 Same flags and behaviour as mmdet 3.3's ``tools/train.py``; the config's
 ``default_scope`` decides which library's modules are used. ``import mmlgc``
-registers mmlgc's modules and applies the stack fixes (mmlgc.utils.compat).
+registers mmlgc's modules and applies the stack fixes (mmlgc.utils.compat);
+this tool also enables the checkpoint checks and atomic local writes for
+every config, and logs them with the mmlgc components the config selects
+(exact resume, random states, atomic checkpoints: mmlgc's configs select
+them; a plain mmdet or mmpretrain config runs mmengine's own loop and hooks).
 """
 import argparse
 import logging
@@ -12,11 +16,12 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
+import mmlgc  # noqa: F401  (registers modules, applies the stack fixes)
 from mmlgc.utils.checkpoint_checks import (CheckpointError,
                                            check_config_checkpoints)
 from mmlgc.utils.cli import add_runner_args, parse_runner_args
 from mmlgc.utils.config import load_config
+from mmlgc.utils.runtime import describe_runtime, enable_tool_safeguards
 
 
 def parse_args():
@@ -65,6 +70,8 @@ def enable_amp(cfg):
 
 def main():
     args = parse_args()
+    # As this tool always has, for every config (importing mmlgc does not).
+    tool_wide = enable_tool_safeguards()
     cfg = load_config(args.config, args.cfg_options, args.work_dir,
                       args.launcher)
 
@@ -96,6 +103,7 @@ def main():
         runner = Runner.from_cfg(cfg)
     else:
         runner = RUNNERS.build(cfg)
+    runner.logger.info(describe_runtime(cfg, tool_wide))
     runner.train()
 
 

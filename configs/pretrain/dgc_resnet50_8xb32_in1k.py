@@ -37,6 +37,18 @@ param_scheduler = [
         end=max_epochs,
         convert_to_iter_based=True)
 ]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
+# _delete_: mmengine refuses by_epoch (mmpretrain's base) beside a type.
+train_cfg = dict(
+    _delete_=True,
+    type='mmlgc.ExactResumeEpochBasedTrainLoop',  # exact mid-epoch resume
+    max_epochs=max_epochs, val_interval=1)
 custom_hooks = [dict(type='mmlgc.DGCScheduleHook', loss_weight=1e-5)]
 auto_scale_lr = dict(base_batch_size=256)
+
+# mmlgc's runtime (docs/reliability.md): exact mid-epoch resume, random
+# generator states in checkpoints, atomic checkpoint writes, clear errors for
+# bad checkpoints.
+default_hooks = dict(
+    checkpoint=dict(type='mmlgc.AtomicCheckpointHook'),
+    random_state=dict(type='mmlgc.RandomStateHook'),
+    checkpoint_checks=dict(type='mmlgc.CheckpointChecksHook'))

@@ -16,3 +16,16 @@ model = dict(
 optim_wrapper = dict(
     paramwise_cfg=dict(custom_keys={'group_logits': dict(decay_mult=0.)}))
 custom_hooks = [dict(type='mmlgc.FLGCAssignmentHook')]
+
+# mmlgc's runtime (docs/reliability.md): exact mid-epoch resume, random
+# generator states in checkpoints, atomic checkpoint writes, clear errors for
+# bad checkpoints.
+# mmpretrain's schedule; _delete_: mmengine refuses its by_epoch beside a
+# type.
+train_cfg = dict(
+    _delete_=True, type='mmlgc.ExactResumeEpochBasedTrainLoop',
+    max_epochs=300, val_interval=1)
+default_hooks = dict(
+    checkpoint=dict(type='mmlgc.AtomicCheckpointHook'),
+    random_state=dict(type='mmlgc.RandomStateHook'),
+    checkpoint_checks=dict(type='mmlgc.CheckpointChecksHook'))

@@ -26,9 +26,18 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=True, begin=max_epochs - 1,
          end=max_epochs, convert_to_iter_based=True),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
+train_cfg = dict(
+    type='mmlgc.ExactResumeEpochBasedTrainLoop',  # exact mid-epoch resume
+    max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict()
 test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=32)
 
-default_hooks = dict(logger=dict(interval=20))
+# mmlgc's runtime (docs/reliability.md): exact mid-epoch resume, random
+# generator states in checkpoints, atomic checkpoint writes, clear errors for
+# bad checkpoints.
+default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(type='mmlgc.AtomicCheckpointHook'),
+    random_state=dict(type='mmlgc.RandomStateHook'),
+    checkpoint_checks=dict(type='mmlgc.CheckpointChecksHook'))

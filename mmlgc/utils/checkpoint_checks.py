@@ -4,8 +4,8 @@
 ``tools/test.py CONFIG CKPT`` and ``tools/deploy.py`` all end in two places
 of ``mmengine.runner.checkpoint``: ``CheckpointLoader.load_checkpoint``
 (read the file) and ``load_state_dict`` (copy it into the model).
-:func:`patch_mmengine_checkpoint_checks` (``mmlgc.utils.compat``, fix 3)
-wraps the first and replaces the second, so each path reports:
+:func:`enable_checkpoint_checks` wraps the first and replaces the second,
+so each path reports:
 
 * a missing file: ``FileNotFoundError`` naming the absolute path;
 * an empty, truncated or corrupt file (zip CRC mismatch) or one that is not
@@ -339,13 +339,27 @@ def checked_load_state_dict(module, state_dict, strict=False, logger=None):
             level=logging.WARNING)
 
 
-def patch_mmengine_checkpoint_checks() -> None:
-    """Install the checks into ``mmengine.runner.checkpoint`` (idempotent).
-    """
+def checkpoint_checks_enabled() -> bool:
+    """Whether :func:`enable_checkpoint_checks` ran in this process."""
+    from mmengine.runner import checkpoint as mmengine_checkpoint
+    return getattr(mmengine_checkpoint.CheckpointLoader.load_checkpoint,
+                   '_mmlgc_checked', False)
+
+
+def enable_checkpoint_checks(log: bool = True) -> None:
+    """Install the checks into ``mmengine.runner.checkpoint``, for the rest
+    of the process (idempotent, logged once).
+
+    mmengine's loaders are module-level functions that every path calls by
+    name (``load_from``, ``--resume``, ``Pretrained``, ``load_checkpoint``),
+    so the checks can only be installed there; what asks for them does so
+    explicitly: :class:`mmlgc.engine.CheckpointChecksHook` (in a config's
+    ``default_hooks``, before the run loads anything) and mmlgc's tools.
+    Importing mmlgc does not. ``log=False``: the caller logs it."""
+    if checkpoint_checks_enabled():
+        return
     from mmengine.runner import checkpoint as mmengine_checkpoint
     loader = mmengine_checkpoint.CheckpointLoader
-    if getattr(loader.load_checkpoint, '_mmlgc_checked', False):
-        return
     original = loader.load_checkpoint.__func__
 
     def load_checkpoint(cls, filename, map_location=None, logger='current'):
@@ -357,6 +371,11 @@ def patch_mmengine_checkpoint_checks() -> None:
     mmengine_checkpoint.load_state_dict = checked_load_state_dict
     mmengine_checkpoint._load_checkpoint_with_prefix = \
         checked_load_with_prefix
+    if log:
+        print_log(
+            'mmlgc checkpoint checks enabled: unreadable checkpoints and '
+            'checkpoints of another architecture are errors '
+            '(mmlgc.utils.checkpoint_checks)', logger='current')
 
 
 def local_checkpoints_in_config(cfg,

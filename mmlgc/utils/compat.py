@@ -1,7 +1,8 @@
-"""Every fix the pinned stack needs, in one place; applied on ``import mmlgc``.
+"""What the pinned stack needs to work at all: applied on ``import mmlgc``.
 
 Each fix is idempotent and has a test in ``tests/test_compat.py`` that fails
-without it.
+without it; ``tests/test_import_side_effects.py`` asserts that importing
+mmlgc changes nothing else in mmengine.
 
 1. torch >= 2.6 loads with ``weights_only=True`` by default. mmengine 0.10.7
    calls ``torch.load`` without the argument, and its checkpoints hold more
@@ -11,36 +12,37 @@ without it.
    mmengine's checkpoint loaders: their module-level ``torch`` is replaced by a
    view of torch whose ``load`` defaults to ``weights_only=False``. Everything
    else in the process keeps torch's safe default. As before torch 2.6, load
-   only checkpoints you trust.
+   only checkpoints you trust. This stays on import: without it mmengine
+   cannot read the checkpoints it writes itself, on any path (a Runner's,
+   ``load_checkpoint`` called by a tool or a user, mmdet's own tools), so
+   there is no behaviour of mmengine 0.10.7 on this torch to keep.
 2. mmengine 0.10.7 resolves ``mmdet::``/``mmpretrain::`` config bases with
    ``pkg_resources``, which setuptools 82 removed; without it the failure is an
    opaque ImportError deep in ``Config.fromfile``. ``check_stack`` turns it into
    a clear message, as it does for an mmcv without compiled ops or one that
-   mmdet 3.3 rejects.
-3. mmengine reports bad checkpoints with miniz/pickle internals (truncated,
-   empty), not at all (a corrupt tensor payload), or only as a warning after
-   which training runs from random weights (a checkpoint of another
-   architecture or depth, through ``load_from`` or ``Pretrained``).
-   ``mmlgc.utils.checkpoint_checks`` makes each a clear error naming the
-   file or the keys and shapes that disagree (tests in
-   ``tests/test_checkpoint_errors.py``).
-4. mmengine 0.10.7 does not resume a run exactly: it saves no random
-   generator states (a resumed run draws other gate noise and augmentation)
-   and its ``EpochBasedTrainLoop`` restarts an epoch resumed from a
-   mid-epoch checkpoint. ``mmlgc.utils.exact_resume`` adds
-   :class:`mmlgc.engine.RandomStateHook` to every runner's default hooks and
-   skips the finished batches (tests in ``tests/test_resume.py``).
-5. mmengine's model averaging (``EMAHook``) averages binary masks and
-   assignment logits and never updates integer buffers after its first step:
-   ``mmlgc.utils.model_averaging`` copies each layer's declared
-   ``discrete_state`` and every non-floating tensor instead (tests in
-   ``tests/test_ema.py``).
-6. mmengine writes local files in place (``LocalBackend.put``): a run killed
-   or a disk filling up while ``save_checkpoint`` writes leaves a truncated
-   checkpoint, over the previous one if it had the same name
-   (``best_*.pth``, a re-run). ``mmlgc.utils.io.patch_mmengine_local_writes``
-   writes them to a temporary file and renames it, ``last_checkpoint``
-   (which ``CheckpointHook`` writes after the checkpoint) too.
+   mmdet 3.3 rejects. It only reads; it changes nothing.
+
+Nothing else is changed on import. What mmlgc adds to mmengine's behaviour
+is a registered component that a config selects (mmlgc's own configs select
+them all; see docs/reliability.md), so a plain mmdet or mmpretrain config
+with ``custom_imports=dict(imports=['mmlgc'])`` runs mmengine's own loop,
+hooks, averaging, file writes and checkpoint loading:
+
+* ``train_cfg=dict(type='mmlgc.ExactResumeEpochBasedTrainLoop')``: a
+  mid-epoch checkpoint resumes at the batch it stopped before;
+* ``default_hooks.random_state=dict(type='mmlgc.RandomStateHook')``: the
+  random generator states in every checkpoint;
+* ``default_hooks.checkpoint=dict(type='mmlgc.AtomicCheckpointHook')``:
+  checkpoints and ``last_checkpoint`` written atomically
+  (file backend ``'mmlgc_atomic_local'``);
+* ``default_hooks.checkpoint_checks=dict(type='mmlgc.CheckpointChecksHook')``:
+  clear errors for bad checkpoints (``mmlgc.utils.checkpoint_checks``);
+* ``EMAHook(ema_type='mmlgc.ExponentialMovingAverage')`` (and the other
+  averaged models in ``mmlgc.engine.averaged_models``): discrete state
+  copied, not averaged.
+
+mmlgc's ``tools/train.py`` and ``tools/test.py`` also enable the checkpoint
+checks and atomic local writes for every config they run, and log it.
 
 numpy 2.4 removed names (``np.in1d``, ``np.float``) that a few mm* modules use
 off the detection and classification paths (retrieval metrics, pixel_group);
@@ -108,13 +110,7 @@ def check_stack():
 
 
 def apply():
-    """Apply every fix; safe to call more than once."""
-    from . import exact_resume, io, model_averaging
-    from .checkpoint_checks import patch_mmengine_checkpoint_checks
+    """Apply the fixes above (and nothing else); safe to call more than
+    once."""
     check_stack()
     patch_mmengine_checkpoint_loading()
-    exact_resume.patch_default_hooks()
-    exact_resume.patch_epoch_loop_resume()
-    model_averaging.patch_model_averaging()
-    io.patch_mmengine_local_writes()
-    patch_mmengine_checkpoint_checks()

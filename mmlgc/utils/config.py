@@ -4,6 +4,8 @@ from typing import Optional
 
 from mmengine.config import Config
 
+from .distributed import setup_cpu_distributed
+
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
@@ -25,7 +27,7 @@ def load_config(path: str,
     ``--cfg-options``, then the work dir (CLI > config > ``work_dirs/NAME``).
     A distributed ``launcher`` on a machine without CUDA gets the CPU
     fallback (gloo, CPU DDP, SyncBN):
-    :func:`mmlgc.engine.setup_cpu_distributed`.
+    :func:`mmlgc.utils.distributed.setup_cpu_distributed`.
     """
     cfg = Config.fromfile(path)
     cfg.launcher = launcher
@@ -37,7 +39,6 @@ def load_config(path: str,
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(path))[0])
     fix_dataloader_workers(cfg)
-    from ..engine.distributed import setup_cpu_distributed
     setup_cpu_distributed(cfg)
     return cfg
 

@@ -1,10 +1,14 @@
-"""Atomic file writing: shared by the tools, and mmengine's local file
-backend goes through it (``mmlgc.utils.compat``, fix 6)."""
+"""Atomic file writing: shared by the tools, and a file backend for
+mmengine that writes through it."""
 import contextlib
 import os
 import os.path as osp
 import uuid
 from typing import Callable, Iterator
+
+from mmengine.fileio import register_backend
+from mmengine.fileio.backends import LocalBackend
+from mmengine.fileio.io import backend_instances
 
 
 def atomic_write(path: str, write: Callable[[str], None]) -> None:
@@ -53,15 +57,19 @@ def atomic_open(path, mode='r', *args, **kwargs):
     return open(path, mode, *args, **kwargs)
 
 
-def patch_mmengine_local_writes() -> None:
-    """Fix 6: mmengine's ``LocalBackend.put``/``put_text`` (every local
-    checkpoint ``save_checkpoint`` writes, ``CheckpointHook`` and
-    ``Runner.save_checkpoint`` included, and ``mmengine.dump``) and
-    ``CheckpointHook``'s ``last_checkpoint`` write through
-    :func:`atomic_open` (idempotent)."""
-    from mmengine.fileio.backends import LocalBackend
-    if getattr(LocalBackend.put, '_mmlgc_atomic', False):
-        return
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's ``LocalBackend`` whose writes (``put``, ``put_text``:
+    ``save_checkpoint``, ``mmengine.dump``) are atomic: a temporary file
+    beside the target, renamed onto it once complete.
+
+    mmengine writes local files in place: a run killed, or a disk filling
+    up, while ``save_checkpoint`` writes leaves a truncated checkpoint, over
+    the previous one if it had the same name (``best_*.pth``, a re-run).
+    Registered as file backend ``'mmlgc_atomic_local'``
+    (``backend_args=dict(backend='mmlgc_atomic_local')``), the default of
+    :class:`mmlgc.engine.AtomicCheckpointHook`; mmlgc's tools make it the
+    backend of every local path (:func:`use_atomic_local_writes`).
+    """
 
     def put(self, obj: bytes, filepath) -> None:
         with atomic_open(str(filepath), 'wb') as f:
@@ -71,14 +79,21 @@ def patch_mmengine_local_writes() -> None:
         with atomic_open(str(filepath), 'w', encoding=encoding) as f:
             f.write(obj)
 
-    for method, original in ((put, LocalBackend.put),
-                             (put_text, LocalBackend.put_text)):
-        method.__doc__ = (original.__doc__ or '') + (
-            '\n        mmlgc: written atomically (temporary file + rename).')
-        method._mmlgc_atomic = True
-    LocalBackend.put, LocalBackend.put_text = put, put_text
-    # CheckpointHook writes `last_checkpoint` with the builtin open (its only
-    # open): a run killed in that window left it empty, and `--resume` then
-    # found no checkpoint.
-    from mmengine.hooks import checkpoint_hook
-    checkpoint_hook.open = atomic_open
+
+ATOMIC_LOCAL_BACKEND = 'mmlgc_atomic_local'
+# A new name beside mmengine's backends: selecting it is the config's choice.
+register_backend(ATOMIC_LOCAL_BACKEND, AtomicLocalBackend, force=True)
+
+
+def use_atomic_local_writes() -> None:
+    """Make :class:`AtomicLocalBackend` the backend of local paths (prefix
+    ``''``) in this process, through mmengine's ``register_backend``: every
+    local file mmengine writes by its file backends is then written
+    atomically, whatever the config. mmlgc's ``tools/train.py`` and
+    ``tools/test.py`` call it; importing mmlgc does not."""
+    register_backend('local', AtomicLocalBackend, force=True, prefixes='')
+    # Backends cached (enable_singleton) before the switch keep writing in
+    # place: drop the local ones.
+    for key in [k for k, v in backend_instances.items()
+                if type(v) is LocalBackend]:
+        del backend_instances[key]

@@ -1,6 +1,7 @@
-"""Model averaging (mmengine's ``EMAHook`` with ``ExponentialMovingAverage``
-and the other ``BaseAveragedModel``\\ s) that copies discrete state instead
-of averaging it (``mmlgc.utils.compat``, fix 5).
+"""Discrete state under model averaging (mmengine's ``EMAHook`` with
+``ExponentialMovingAverage`` and the other ``BaseAveragedModel``\\ s): what
+must be copied instead of averaged. The averaged-model types that do so are
+in :mod:`mmlgc.engine.averaged_models` (``ema_type='mmlgc.…'``).
 
 mmengine 0.10.7 averages every floating-point parameter, and with
 ``update_buffers=True`` every floating-point buffer, while it copies the
@@ -17,7 +18,6 @@ A layer names such tensors (parameters or buffers) in its class attribute
 ``discrete_state``; after every averaging step, those and every tensor that
 is not floating point (indices, counters) are copied from the trained model.
 """
-import functools
 import itertools
 from typing import Set
 
@@ -52,20 +52,3 @@ def copy_discrete_state(averaged: nn.Module, source: nn.Module) -> None:
     for name, tensor in _named_tensors(source):
         if name in declared or not tensor.is_floating_point():
             targets[name].copy_(tensor.to(targets[name].device))
-
-
-def patch_model_averaging() -> None:
-    """Every ``BaseAveragedModel.update_parameters`` ends with
-    :func:`copy_discrete_state` (idempotent)."""
-    from mmengine.model import BaseAveragedModel
-    update = BaseAveragedModel.update_parameters
-    if getattr(update, '_mmlgc_copies_discrete_state', False):
-        return
-
-    @functools.wraps(update)
-    def update_parameters(self, model: nn.Module) -> None:
-        update(self, model)
-        copy_discrete_state(self.module, model)
-
-    update_parameters._mmlgc_copies_discrete_state = True
-    BaseAveragedModel.update_parameters = update_parameters

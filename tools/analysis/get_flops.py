@@ -58,12 +58,13 @@ from mmengine.analysis import FlopAnalyzer, get_model_complexity_info
 from mmengine.config import DictAction
 from mmengine.runner import load_checkpoint
 
-import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
+import mmlgc  # noqa: F401  (registers modules, applies the stack fixes)
 from mmlgc.complexity import clear_costs, collect_costs
 from mmlgc.layers import ConnectionMaskedConv2d
 from mmlgc.layers.flgc import GROUP_LOGITS_KEY
 from mmlgc.layers.self_grouping import (reference_complexity,
                                         self_grouped_layers)
+from mmlgc.utils.checkpoint_checks import enable_checkpoint_checks
 from mmlgc.utils.config import build_model, load_config
 from mmlgc.utils.inputs import forward_all, random_batch, test_set_batches
 
@@ -169,6 +170,8 @@ def stats(values):
 
 def main():
     args = parse_args()
+    # Bad checkpoints are clear errors in every mmlgc tool (not on import).
+    enable_checkpoint_checks()
     cfg = load_config(args.config, args.cfg_options)
     model_cfg = cfg.model.copy()
     if args.checkpoint:

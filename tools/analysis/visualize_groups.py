@@ -44,10 +44,11 @@ import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.runner import load_checkpoint  # noqa: E402
 
-import mmlgc  # noqa: F401,E402  (registers modules, applies compat fixes)
+import mmlgc  # noqa: F401,E402  (registers modules, applies the stack fixes)
 from mmlgc.complexity import (clear_costs, collect_costs,  # noqa: E402
                               stage_ratios)
 from mmlgc.layers import DGCConv, MaskGenerator  # noqa: E402
+from mmlgc.utils import checkpoint_checks  # noqa: E402
 from mmlgc.utils.config import build_model, load_config  # noqa: E402
 from mmlgc.utils.inputs import forward_all, test_set_batches  # noqa: E402
 
@@ -274,6 +275,8 @@ def plot_examples(examples: list, dense: float, path: str) -> None:
 
 def main():
     args = parse_args()
+    # Bad checkpoints are clear errors in every mmlgc tool (not on import).
+    checkpoint_checks.enable_checkpoint_checks()
     cfg = load_config(args.config, args.cfg_options)
     model_cfg = cfg.model.copy()
     model_cfg.backbone.pop('init_cfg', None)

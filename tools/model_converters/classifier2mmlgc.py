@@ -31,8 +31,9 @@ from typing import Dict
 import torch
 from mmengine.runner.checkpoint import _load_checkpoint, save_checkpoint
 
-import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
+import mmlgc  # noqa: F401  (registers modules, applies the stack fixes)
 from mmlgc.models.backbones.msgc_mobilenet_v2 import torchvision_to_mmdet_keys
+from mmlgc.utils.checkpoint_checks import enable_checkpoint_checks
 from mmlgc.utils.io import atomic_write
 
 SOURCES = ('auto', 'torchvision', 'mmpretrain')
@@ -115,6 +116,8 @@ def convert(state_dict: Dict, source: str = 'auto') -> Dict:
 
 def main():
     args = parse_args()
+    # Bad checkpoints are clear errors in every mmlgc tool (not on import).
+    enable_checkpoint_checks()
     state_dict = state_dict_of(_load_checkpoint(args.src,
                                                 map_location='cpu'))
     source = detect_source(state_dict) if args.source == 'auto' \

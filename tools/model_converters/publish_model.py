@@ -20,7 +20,8 @@ import torch
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import _load_checkpoint
 
-import mmlgc  # noqa: F401  (applies the checkpoint-loading compat fix)
+import mmlgc  # noqa: F401  (applies the stack fixes)
+from mmlgc.utils.checkpoint_checks import enable_checkpoint_checks
 
 
 def parse_args():
@@ -71,6 +72,8 @@ def process_checkpoint(in_file: str, out_file: str,
 
 def main():
     args = parse_args()
+    # Bad checkpoints are clear errors in every mmlgc tool (not on import).
+    enable_checkpoint_checks()
     if not osp.isfile(args.in_file):
         raise SystemExit(f'checkpoint not found: {args.in_file}')
     process_checkpoint(args.in_file, args.out_file, args.save_keys)

@@ -1,8 +1,9 @@
 # A short schedule for the shapes detectors, counted in epochs over the
 # default 1000 training images (125 iterations per epoch at batch 8).
 max_epochs = 6
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs,
-                 val_interval=max_epochs)
+# mmlgc's loop: a mid-epoch checkpoint resumes exactly (docs/reliability.md).
+train_cfg = dict(type='mmlgc.ExactResumeEpochBasedTrainLoop',
+                 max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 

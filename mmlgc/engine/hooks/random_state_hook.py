@@ -24,15 +24,15 @@ class RandomStateHook(Hook):
     mmengine 0.10.7 saves neither: a resumed run re-seeds its generators at
     the start, so MSGC's gate noise, dropout and the data augmentation of
     every later iteration differ from the uninterrupted run, and with
-    ``randomness.seed=None`` the sampler shuffles with a new seed. Enabled
-    by default wherever mmlgc is imported (``mmlgc.utils.compat`` adds it to
-    the runner's default hooks as ``random_state``; switch it off with
-    ``default_hooks=dict(random_state=None)``).
+    ``randomness.seed=None`` the sampler shuffles with a new seed. mmlgc's
+    configs select it as the default hook ``random_state``
+    (``default_hooks=dict(random_state=dict(type='mmlgc.RandomStateHook'))``;
+    ``random_state=None`` in a derived config switches it off).
 
     The states are restored as training starts again (``before_train``,
     highest priority: before any data is loaded); a resume in the middle of
     an epoch skips the finished batches without drawing
-    (``mmlgc.utils.exact_resume``). Validation inside
+    (:class:`mmlgc.engine.ExactResumeEpochBasedTrainLoop`). Validation inside
     training leaves the generators as it found them, so an epoch checkpoint
     taken before a validation continues as the run that validated.
 
