@@ -46,10 +46,17 @@ def load_config(path: str,
 def build_model(cfg: Config, model_cfg: Optional[dict] = None):
     """Build ``model_cfg`` (default ``cfg.model``) in the config's scope
     (``default_scope``: mmdet or mmpretrain), as its Runner would, without
-    initialising weights."""
+    initialising weights: a top-level ``data_preprocessor`` (mmpretrain's
+    configs keep mean, std and channel order there) goes into the model
+    unless it has its own, as the Runner does; without it, images reach the
+    model unnormalised."""
     from mmengine.registry import DefaultScope, init_default_scope
     scope = cfg.get('default_scope', 'mmdet')
     init_default_scope(scope)
     registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
+    model_cfg = (cfg.model if model_cfg is None else model_cfg).copy()
+    if cfg.get('data_preprocessor') is not None:
+        model_cfg.setdefault('data_preprocessor',
+                             cfg.data_preprocessor.copy())
     with DefaultScope.overwrite_default_scope(scope):
-        return registry.build(cfg.model if model_cfg is None else model_cfg)
+        return registry.build(model_cfg)
