@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 from torch.nn.modules.utils import _pair
 
+from ..complexity import conv_output_size
 from . import reference
 from ._ext_loader import ext_available, no_double_backward, warn_fallback
 
@@ -66,7 +67,7 @@ def _masks_need_grad(*masks) -> bool:
 
 
 def _fake(input, weight, bias, mask, out_mask, stride, padding, dilation):
-    out_size = reference.conv_output_size(input.shape[2:], weight.shape[2:],
+    out_size = conv_output_size(input.shape[2:], weight.shape[2:],
                                           stride, padding, dilation)
     return input.new_empty((input.shape[0], weight.shape[0], *out_size))
 

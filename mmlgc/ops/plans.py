@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
+from ..complexity import conv_output_size
 from .dynamic_group_conv import dynamic_group_conv as _dynamic_kernel
 from .ragged_group_conv import ragged_group_conv as _ragged_kernel
 from .ragged_group_conv import unpack_weights
@@ -509,7 +510,6 @@ def _masked_dense(input, weight, bias, mask, out_mask, stride, padding,
 
 
 def _conv_shape_zeros(input, weight, stride, padding, dilation):
-    from .reference import conv_output_size
     size = conv_output_size(input.shape[2:], weight.shape[2:], stride,
                             padding, dilation)
     return input.new_zeros(1, weight.shape[0], *size)
