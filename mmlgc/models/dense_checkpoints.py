@@ -12,6 +12,8 @@ from typing import Callable, List
 from mmengine.logging import print_log
 from torch import nn
 
+from ..layers.self_grouping import GROUPING_STATE
+
 
 def keep_method_state_on_dense_load(
         module: nn.Module, is_method_state: Callable[[str], bool],
@@ -48,3 +50,13 @@ def keep_method_state_on_dense_load(
 
 def plural(count: int, noun: str) -> str:
     return f'{count} {noun}{"s" * (count != 1)}'
+
+
+def keep_dense_load_grouping_state(module: nn.Module) -> None:
+    """A dense checkpoint loads into ``module`` (a backbone or head); its
+    self-grouped layers stay dense, said in one log line."""
+    keep_method_state_on_dense_load(
+        module, lambda key: key.rpartition('.')[2] in GROUPING_STATE,
+        lambda absent: 'self-grouping state for ' + plural(
+            len({k.rpartition('.')[0] for k in absent}), 'layer') +
+        f' ({len(absent)} tensors: masks and grouped ratios)')

@@ -25,14 +25,11 @@ class FLGCBackboneMixin(DeployableBackboneMixin, CostReporter):
       into that consumer.
     """
 
-    def _setup_flgc(self, deploy: bool) -> None:
+    def _setup_flgc(self) -> None:
         keep_method_state_on_dense_load(
             self, lambda key: GROUP_LOGITS_KEY in key,
             lambda absent: 'group assignment logits for '
             f'{len(absent) // 2} FLGC convs')
-        self.deploy = False
-        if deploy:
-            self.switch_to_deploy()
 
     def flgc_layers(self):
         """``(name, FLGCConv2d)`` pairs (empty once deployed)."""

@@ -130,7 +130,8 @@ class FLGCMobileNetV2(InvertedResidualLayers, FLGCBackboneMixin, MobileNetV2):
         # Registered first, so the logits pre-hook sees mmdet's names.
         self._register_load_state_dict_pre_hook(
             _convert_torchvision_keys, with_module=True)
-        self._setup_flgc(deploy)
+        self._setup_flgc()
+        self.init_deploy(deploy)
 
     def fold_group_orders(self):
         for module in self.modules():

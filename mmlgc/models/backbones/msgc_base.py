@@ -43,13 +43,6 @@ class MSGCBlockMixin(CostReporter):
     """Generators of one block (all conditioned on the block's pooled
     input), masks, and its cost report."""
 
-    def _check_unsupported(self, **features):
-        used = sorted(k for k, v in features.items() if v)
-        if used:
-            raise NotImplementedError(
-                f'{type(self).__name__} does not support {", ".join(used)}: '
-                'the MSGC convs replace the convs they would modify')
-
     def _check_heads(self, heads: int, out_channels: int, conv: str) -> None:
         check_divides(type(self).__name__, 'heads', heads, [out_channels],
                       f'the output channels of {conv}')
@@ -107,8 +100,7 @@ class MSGCBackboneMixin(TrainingSignalMixin, DeployableBackboneMixin,
 
     sparse_types = (MSGCConv2d, )
 
-    def _setup_msgc(self, gate_bias: float, deploy: bool,
-                    budget: Optional[dict]) -> None:
+    def _setup_msgc(self, gate_bias: float, budget: Optional[dict]) -> None:
         self._gate_bias = gate_bias
         # Trains with the MAC budget whatever the config's hooks
         # (mmlgc.models.training_signal); MACBudgetHook takes it over.
@@ -117,9 +109,6 @@ class MSGCBackboneMixin(TrainingSignalMixin, DeployableBackboneMixin,
             DEFAULT_BUDGET)
         keep_method_state_on_dense_load(self, _is_generator_state,
                                         _describe_generators)
-        self.deploy = False
-        if deploy:
-            self.switch_to_deploy()
 
     def init_weights(self):
         loads_checkpoint = _loads_checkpoint(self.init_cfg)

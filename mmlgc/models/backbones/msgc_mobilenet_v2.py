@@ -21,7 +21,8 @@ from ...complexity import ShapeOf, conv_macs
 from ...layers import MSGCConv2d
 from ...ops.reference import conv_output_size
 from ...registry import MODELS
-from ...utils.checks import check_positive, check_positive_int
+from ...utils.checks import (check_positive, check_positive_int,
+                             check_unsupported)
 from .msgc_base import (DEFAULT_BUDGET, MSGCBackboneMixin, MSGCBlockMixin,
                         density, unread_fraction)
 
@@ -42,7 +43,9 @@ class MSGCInvertedResidual(MSGCBlockMixin, InvertedResidual):
                  generator_norm_cfg: Optional[dict] = dict(type='BN'),
                  se_cfg=None,
                  **kwargs):
-        self._check_unsupported(se_cfg=se_cfg)
+        check_unsupported(type(self).__name__,
+                          'the MSGC convs replace the convs they would modify',
+                          se_cfg=se_cfg)
         self._check_heads(heads, out_channels, 'linear_conv')
         super().__init__(in_channels, out_channels, mid_channels, **kwargs)
         self.heads = heads
@@ -212,7 +215,8 @@ class MSGCMobileNetV2(InvertedResidualLayers, MSGCBackboneMixin, MobileNetV2):
         # Registered first, so the generator pre-hook sees mmdet's names.
         self._register_load_state_dict_pre_hook(
             _convert_torchvision_keys, with_module=True)
-        self._setup_msgc(gate_bias, deploy, budget)
+        self._setup_msgc(gate_bias, budget)
+        self.init_deploy(deploy)
 
     def forward(self, x: Tensor):
         # Stem conv and the last 1x1 conv (which runs whatever out_indices
