@@ -9,8 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 
-from ..complexity import conv_output_size
-
 
 def dynamic_group_conv(input: torch.Tensor,
                        weight: torch.Tensor,
@@ -52,12 +50,15 @@ def ragged_group_conv(input: torch.Tensor,
     groups' outputs are concatenated in order."""
     kh, kw = _pair(kernel_size)
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
-    out_h, out_w = conv_output_size(input.shape[2:], (kh, kw), stride,
-                                    padding, dilation)
     outs, first_in, first_weight = [], 0, 0
     for c, o in zip(in_sizes, out_sizes):
         if c == 0 or o == 0:  # reads or writes nothing: zero (+ bias)
-            outs.append(input.new_zeros(input.shape[0], o, out_h, out_w))
+            # A conv of zeros: its output has the conv's shape by definition.
+            outs.append(
+                F.conv2d(
+                    input.new_zeros(input.shape[0], 1, *input.shape[2:]),
+                    input.new_zeros(o, 1, kh, kw), None, stride, padding,
+                    dilation))
         else:
             block = weight[first_weight:first_weight + o * c * kh * kw]
             outs.append(
