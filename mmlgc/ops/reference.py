@@ -53,12 +53,13 @@ def ragged_group_conv(input: torch.Tensor,
     outs, first_in, first_weight = [], 0, 0
     for c, o in zip(in_sizes, out_sizes):
         if c == 0 or o == 0:  # reads or writes nothing: zero (+ bias)
-            # A conv of zeros: its output has the conv's shape by definition.
-            outs.append(
-                F.conv2d(
-                    input.new_zeros(input.shape[0], 1, *input.shape[2:]),
-                    input.new_zeros(o, 1, kh, kw), None, stride, padding,
-                    dilation))
+            # The output size as F.conv2d defines it (a one-channel conv of
+            # zeros; this module imports torch alone).
+            size = F.conv2d(
+                input.new_zeros(1, 1, *input.shape[2:]),
+                input.new_zeros(1, 1, kh, kw), None, stride, padding,
+                dilation).shape[2:]
+            outs.append(input.new_zeros(input.shape[0], o, *size))
         else:
             block = weight[first_weight:first_weight + o * c * kh * kw]
             outs.append(
