@@ -4,7 +4,6 @@ from typing import Optional
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import ops
 from ..ops import plans
 from ..complexity import CostReporter, conv_macs
 from ..utils.checks import check_divides
@@ -21,16 +20,17 @@ class MSGCConv2d(nn.Conv2d):
     reads.
 
     Two executions, identical up to float rounding on the channels consumers
-    read:
+    read, both through :func:`mmlgc.ops.dynamic_group_conv` (by its
+    execution plan, :mod:`mmlgc.ops.plans`):
 
-    * masked (training, or whenever the masks need gradients): the MSGC
-      reference's form, replicated input x mask and a ``groups=G`` dense conv
-      (:func:`mmlgc.ops.reference.dynamic_group_conv`); straight-through
+    * masked (training): the MSGC reference's form, replicated input x mask
+      and a ``groups=G`` dense conv (``sparse=False``: the op's reference,
+      :func:`mmlgc.ops.reference.dynamic_group_conv`); straight-through
       gradients reach the generators.
-    * sparse (eval, ``sparse_eval=True``): :func:`mmlgc.ops.dynamic_group_conv`
-      computes only the active (input, output) channel pairs and skips
-      ``out_mask``-ed outputs (they come out as zeros). Without the compiled
-      extension it falls back to the reference.
+    * sparse (eval, ``sparse_eval=True``): only the active (input, output)
+      channel pairs are computed and ``out_mask``-ed outputs skipped (they
+      come out as zeros). Where the kernels cannot run (masks that need
+      gradients, no compiled extension, ...) the op runs the reference.
 
     ``sparse_eval=False`` keeps the masked form in eval (what the reference
     measures; the benchmark compares both).
@@ -45,14 +45,15 @@ class MSGCConv2d(nn.Conv2d):
         if self.groups != 1:
             raise ValueError('MSGCConv2d holds the dense weight (groups=1); '
                              'the groups come from the mask')
-        args = (self.stride, self.padding, self.dilation)
-        if self.training or not self.sparse_eval or mask.requires_grad:
-            return ops.reference.dynamic_group_conv(input, self.weight,
-                                                    self.bias, mask, None,
-                                                    *args)
-        # The fastest exact execution on this CPU (mmlgc.ops.plans).
+        sparse = self.sparse_eval and not self.training
+        # The fastest exact execution on this CPU (mmlgc.ops.plans); the op
+        # runs the reference where the kernels cannot (masks needing
+        # gradients, ...). The masked form computes every output, as the
+        # reference does (in training, batch-statistics norms see them).
         return plans.dynamic_group_conv(input, self.weight, self.bias, mask,
-                                        out_mask, *args)
+                                        out_mask if sparse else None,
+                                        self.stride, self.padding,
+                                        self.dilation, sparse=sparse)
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d) -> 'MSGCConv2d':

@@ -529,15 +529,18 @@ def dynamic_group_conv(input: Tensor,
                        out_mask: Optional[Tensor] = None,
                        stride=1,
                        padding=0,
-                       dilation=1) -> Tensor:
+                       dilation=1,
+                       sparse: bool = True) -> Tensor:
     """:func:`mmlgc.ops.dynamic_group_conv` (same arguments, same result up
-    to rounding) by the planned candidate. Masks that need gradients, and
-    non-CPU inputs, go to the op itself."""
+    to rounding) by the planned candidate. ``sparse=False``, masks that need
+    gradients, and non-CPU inputs go to the op itself, which chooses between
+    its kernels and the reference."""
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     args = (input, weight, bias, mask, out_mask, stride, padding, dilation)
-    if input.device.type != 'cpu' or (torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in (mask, out_mask))):
-        return _dynamic_kernel(*args)
+    if not sparse or input.device.type != 'cpu' or (
+            torch.is_grad_enabled() and any(
+                t is not None and t.requires_grad for t in (mask, out_mask))):
+        return _dynamic_kernel(*args, sparse=sparse)
     candidates = {'kernel': _dynamic_kernel, 'gathered': _gathered}
     n, c, h, w = input.shape
     g = mask.shape[1]
