@@ -133,6 +133,10 @@ class DGCConv(CostReporter, nn.Conv2d):
     # The schedule's k and DGC-G's threshold: model averaging (EMA) copies
     # them (mmlgc.utils.model_averaging).
     discrete_state = ('pruned_channels', 'threshold')
+    # What the dense conv has not: a dense checkpoint keeps them at their
+    # initialisation (mmlgc.models.dense_checkpoints).
+    method_state = ('pre_norm', 'saliency_generator', 'pruned_channels',
+                    'threshold')
     sparse_eval: bool = True
 
     def __init__(self,

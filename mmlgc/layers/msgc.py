@@ -140,11 +140,9 @@ class SelfGatedMSGCConv2d(CostReporter, MSGCConv2d):
         """The generators' own initialisation (gate bias; attention starting
         at exactly 1), which a layer-wide init such as an FPN's Xavier
         overwrites."""
-        nn.init.constant_(self.mask_generator.layers[-1].bias,
-                          self.gate_bias)
+        self.mask_generator.init_output()
         if self.attention_generator is not None:
-            nn.init.zeros_(self.attention_generator.layers[-1].weight)
-            nn.init.ones_(self.attention_generator.layers[-1].bias)
+            self.attention_generator.init_output()
 
     def forward(self, input: Tensor) -> Tensor:
         pooled = F.adaptive_avg_pool2d(input, 1).flatten(1)

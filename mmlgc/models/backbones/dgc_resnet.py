@@ -42,10 +42,9 @@ from ..training_signal import TrainingSignalMixin, build_training_signal
 from .grouped_resnet import (GroupedBlockMixin, GroupedResNet,
                              grouped_arch_settings)
 
-#: Substrings of the state-dict keys only DGC has (absent from a dense
-#: checkpoint).
-DGC_KEYS = ('.pre_norm.', 'saliency_generator', 'pruned_channels',
-            'threshold')
+#: What a DGC conv has beyond the dense conv (absent from a dense
+#: checkpoint), as the layer declares it.
+DGC_KEYS = DGCConv.method_state
 #: For ``paramwise_cfg.custom_keys``.
 SALIENCY_GENERATOR_KEY = 'saliency_generator'
 #: DGC's schedule: no pruning for the first 1/12 of training, a linear ramp
@@ -236,8 +235,7 @@ class DGCResNet(TrainingSignalMixin, GroupedResNet):
                 mode=mode,
                 tie_break=tie_break,
                 dgc_norm_cfg=dgc_norm_cfg), **kwargs)
-        keep_method_state_on_dense_load(self, _is_dgc_state,
-                                        _describe_dgc_state)
+        keep_method_state_on_dense_load(self, _describe_dgc_state)
         # Trains with DGC's schedule and loss whatever the config's hooks
         # (mmlgc.models.training_signal); DGCScheduleHook takes them over.
         self.training_signal = build_training_signal(
@@ -294,10 +292,6 @@ def _at_initial_statistics(norm: nn.Module) -> bool:
     if getattr(norm, 'running_mean', None) is None:
         return False
     return bool(norm.running_mean.eq(0).all() and norm.running_var.eq(1).all())
-
-
-def _is_dgc_state(key: str) -> bool:
-    return any(marker in key for marker in DGC_KEYS)
 
 
 def _describe_dgc_state(absent) -> str:

@@ -7,8 +7,7 @@ backbone mixes in :class:`MSGCBackboneMixin` next to the mm* backbone.
 from typing import Optional
 
 import torch.nn.functional as F
-from mmengine.model import kaiming_init
-from torch import Tensor, nn
+from torch import Tensor
 
 from ...complexity import CostReporter
 from ...deploy import DeployableBackboneMixin
@@ -100,15 +99,13 @@ class MSGCBackboneMixin(TrainingSignalMixin, DeployableBackboneMixin,
 
     sparse_types = (MSGCConv2d, )
 
-    def _setup_msgc(self, gate_bias: float, budget: Optional[dict]) -> None:
-        self._gate_bias = gate_bias
+    def _setup_msgc(self, budget: Optional[dict]) -> None:
         # Trains with the MAC budget whatever the config's hooks
         # (mmlgc.models.training_signal); MACBudgetHook takes it over.
         self.training_signal = build_training_signal(
             self, 'budget', 'MACBudgetHook', budget, AnnealedMACBudget,
             DEFAULT_BUDGET)
-        keep_method_state_on_dense_load(self, _is_generator_state,
-                                        _describe_generators)
+        keep_method_state_on_dense_load(self, _describe_generators)
 
     def init_weights(self):
         loads_checkpoint = _loads_checkpoint(self.init_cfg)
@@ -120,11 +117,7 @@ class MSGCBackboneMixin(TrainingSignalMixin, DeployableBackboneMixin,
             # weights loaded); an MSGC checkpoint overwrites it.
             for module in self.modules():
                 if isinstance(module, (MaskGenerator, AttentionGenerator)):
-                    for conv in module.layers:
-                        if isinstance(conv, nn.Conv2d):
-                            kaiming_init(conv, mode='fan_out',
-                                         nonlinearity='relu',
-                                         distribution='normal')
+                    module.kaiming_init_convs()
             self._init_generator_outputs()
         super().init_weights()
         if not loads_checkpoint:
@@ -134,11 +127,8 @@ class MSGCBackboneMixin(TrainingSignalMixin, DeployableBackboneMixin,
     def _init_generator_outputs(self):
         """The gate bias of the mask logits; attention starting at 1."""
         for module in self.modules():
-            if isinstance(module, MaskGenerator):
-                nn.init.constant_(module.layers[-1].bias, self._gate_bias)
-            elif isinstance(module, AttentionGenerator):
-                nn.init.zeros_(module.layers[-1].weight)
-                nn.init.ones_(module.layers[-1].bias)
+            if isinstance(module, (MaskGenerator, AttentionGenerator)):
+                module.init_output()
 
 
 def _loads_checkpoint(init_cfg) -> bool:
@@ -146,10 +136,6 @@ def _loads_checkpoint(init_cfg) -> bool:
     return any(
         isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'
         for cfg in cfgs)
-
-
-def _is_generator_state(key: str) -> bool:
-    return 'generator' in key
 
 
 def _describe_generators(absent) -> str:

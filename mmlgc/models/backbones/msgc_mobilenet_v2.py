@@ -134,5 +134,5 @@ class MSGCMobileNetV2(MSGCBackboneMixin, GroupedMobileNetV2):
                 gate_bias=gate_bias,
                 tau=tau,
                 generator_norm_cfg=generator_norm_cfg), **kwargs)
-        self._setup_msgc(gate_bias, budget)
+        self._setup_msgc(budget)
         self.init_deploy(deploy)

@@ -248,5 +248,5 @@ class MSGCResNet(MSGCBackboneMixin, GroupedResNet):
                 gate_bias=gate_bias,
                 tau=tau,
                 generator_norm_cfg=generator_norm_cfg), **kwargs)
-        self._setup_msgc(gate_bias, budget)
+        self._setup_msgc(budget)
         self.init_deploy(deploy)
