@@ -105,6 +105,16 @@ class MaskGenerator(_PooledMLP):
         overwrites)."""
         nn.init.constant_(self.layers[-1].bias, self.bias_init)
 
+    @torch.no_grad()
+    def open_only(self, index: Tensor) -> None:
+        """Static masks without training: the logits' weights zeroed, bias
+        +10 (open) at the flat ``[heads · channels]`` positions ``index``,
+        -10 elsewhere."""
+        last = self.layers[-1]
+        last.weight.zero_()
+        last.bias.fill_(-10.0)
+        last.bias[index] = 10.0
+
     def logits(self, pooled: Tensor) -> Tensor:
         return super().forward(pooled)
 

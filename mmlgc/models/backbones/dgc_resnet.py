@@ -27,6 +27,7 @@ buffers ``convX.pruned_channels`` (k = 0) and ``convX.threshold`` (-inf).
 """
 from typing import Optional
 
+import torch
 import torch.utils.checkpoint as cp
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
 from torch import Tensor, nn
@@ -275,6 +276,15 @@ class DGCResNet(TrainingSignalMixin, GroupedResNet):
                 'overflow. Set dgc_norm_eval=False (they normalise with '
                 'batch statistics), or load a DGC checkpoint that has them.')
         return self
+
+    @torch.no_grad()
+    def calibrate_untrained(self, x, target, seed):
+        """The ``k`` its ``keep`` gives at the end of the schedule
+        (``target`` does not apply). Returns (None, ratio)."""
+        for module in self.modules():
+            if isinstance(module, DGCConv):
+                module.set_progress(1.0)
+        return super().calibrate_untrained(x, target, seed)
 
     def init_weights(self):
         super().init_weights()

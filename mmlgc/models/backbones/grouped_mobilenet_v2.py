@@ -15,15 +15,18 @@ from torch import Tensor, nn
 
 from ...complexity import CostReporter, conv_macs, conv_output_size
 from ...deploy import DeployableBackboneMixin
+from .dense_counterpart import DenseCounterpartMixin
 
 
-class GroupedMobileNetV2(DeployableBackboneMixin, CostReporter, MobileNetV2):
+class GroupedMobileNetV2(DenseCounterpartMixin, DeployableBackboneMixin,
+                         CostReporter, MobileNetV2):
     """mmdet's ``MobileNetV2`` whose blocks are ``block_type`` built with
     ``block_kwargs``; loads mmdet / mmpretrain MobileNetV2 and torchvision
     ``mobilenet_v2`` state dicts (renamed by
     :func:`torchvision_to_mmdet_keys`)."""
 
     block_type: type
+    dense_class = MobileNetV2
 
     def __init__(self, block_kwargs: dict, **kwargs):
         self._block_kwargs = block_kwargs

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from ...complexity import CostReporter, conv_macs, conv_output_size
 from ...deploy import DeployableBackboneMixin
 from ...utils.checks import check_resnet_args, check_unsupported
+from .dense_counterpart import DenseCounterpartMixin
 
 
 def grouped_arch_settings(basic_block: type, bottleneck: type) -> dict:
@@ -82,7 +83,8 @@ class GroupedBlockMixin(CostReporter):
         default: none to fold."""
 
 
-class GroupedResNet(DeployableBackboneMixin, CostReporter, ResNet):
+class GroupedResNet(DenseCounterpartMixin, DeployableBackboneMixin,
+                    CostReporter, ResNet):
     """mmdet's ``ResNet`` with a method's blocks: checks the depth and the
     stage arguments, refuses ``deep_stem``, passes ``block_kwargs`` to every
     block, gives the blocks mmdet's zero-initialised last norm under mmdet's
@@ -98,6 +100,7 @@ class GroupedResNet(DeployableBackboneMixin, CostReporter, ResNet):
     ``self.init_deploy(deploy)`` once its own set-up is done.
     """
 
+    dense_class = ResNet
     #: Ops per max-pool output counted for the stem: 4 in MSGC's convention
     #: (``mmlgc.complexity``), 9 in the DGC reference counter's.
     stem_pool_ops: int = 4

@@ -6,10 +6,11 @@ backbone mixes in :class:`MSGCBackboneMixin` next to the mm* backbone.
 """
 from typing import Optional
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...complexity import CostReporter
+from ...complexity import CostReporter, collect_costs
 from ...deploy import DeployableBackboneMixin
 from ...layers import AttentionGenerator, MaskGenerator, MSGCConv2d
 from ...utils.checks import check_divides
@@ -106,6 +107,33 @@ class MSGCBackboneMixin(TrainingSignalMixin, DeployableBackboneMixin,
             self, 'budget', 'MACBudgetHook', budget, AnnealedMACBudget,
             DEFAULT_BUDGET)
         keep_method_state_on_dense_load(self, _describe_generators)
+
+    @torch.no_grad()
+    def calibrate_untrained(self, x, target, seed):
+        """Static masks opening a fraction ``d`` of every generator's
+        channels (a random, seeded choice), ``d`` bisected until the MACs
+        ratio measured on ``x`` is ``target``. Returns (d, ratio)."""
+        generators = [
+            m for m in self.modules() if isinstance(m, MaskGenerator)
+        ]
+        rng = torch.Generator().manual_seed(seed)
+        orders = [torch.rand(m.heads * m.channels, generator=rng).argsort()
+                  for m in generators]
+
+        def apply(density):
+            for module, order in zip(generators, orders):
+                module.open_only(order[:round(density * order.numel())])
+            self(x)
+            return collect_costs(self).ratio.item()
+
+        low, high = 0.0, 1.0
+        for _ in range(20):
+            mid = (low + high) / 2
+            if apply(mid) > target:
+                high = mid
+            else:
+                low = mid
+        return low, apply(low)
 
     def init_weights(self):
         loads_checkpoint = _loads_checkpoint(self.init_cfg)

@@ -19,11 +19,12 @@ downsample conv, the backbone its stem; see
 :func:`mmlgc.layers.self_grouping.reference_complexity` for the SG-CNN
 reference counter's convention, which the paper's numbers use.
 """
+import torch
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
 from torch import Tensor
 
-from ...complexity import downsample_macs
-from ...layers.self_grouping import SelfGroupedConv2d
+from ...complexity import collect_costs, downsample_macs
+from ...layers.self_grouping import SelfGroupedConv2d, group_model
 from ...layers.static_groups import fold_output_order
 from ...registry import MODELS
 from ..dense_checkpoints import keep_dense_load_grouping_state
@@ -110,3 +111,22 @@ class SGCNNResNet(GroupedResNet):
         super().__init__(depth, {}, **kwargs)
         keep_dense_load_grouping_state(self)
         self.init_deploy(deploy)
+
+    @torch.no_grad()
+    def calibrate_untrained(self, x, target, seed):
+        """Self-group every grouped conv in one step to the pruned fraction
+        ``r`` that brings the MACs ratio measured on ``x`` to ``target``:
+        the ratio falls linearly in ``r`` by the grouped convs' connection
+        MACs (their BN op stays). Returns (r, ratio)."""
+        self(x)
+        costs = collect_costs(self)
+        grouped = 0.0
+        for module in self.modules():
+            if isinstance(module, SelfGroupedConv2d):
+                record = module.last_cost
+                k2c = module.weight[0].numel()
+                grouped += record.dense * k2c / (k2c + 1)  # without BN op
+        ratio = min(max((1 - target) * costs.dense / grouped, 0.01), 0.99)
+        group_model(self, ratio, seed=seed)
+        self(x)
+        return ratio, collect_costs(self).ratio.item()
