@@ -88,15 +88,16 @@ class DGCConv(CostReporter, nn.Conv2d):
     :func:`mmlgc.ops.dynamic_group_conv` (by its execution plan,
     :mod:`mmlgc.ops.plans`):
 
-    * masked (training): the reference's form, replicated input x saliency
-      mask and one ``groups=G`` conv (``sparse=False``: the op's reference,
+    * masked (training, or masks that need gradients): the reference's
+      form, replicated input x saliency mask and one ``groups=G`` conv
+      (``sparse=False``: the op's reference,
       :func:`mmlgc.ops.reference.dynamic_group_conv`), then the shuffle.
     * sparse (eval with ``sparse_eval``): the per-sample "index layer" the
       reference's users asked for: the op gathers each head's kept channels
       (scaled by their saliency) and computes only those pairs, then the
       shuffle (one channel permutation of the output). Where the kernels
-      cannot run (masks that need gradients, ...) the op runs the
-      reference.
+      cannot run (no compiled extension, an unsupported dtype) the op runs
+      the reference.
 
     Each forward leaves:
 
@@ -243,12 +244,16 @@ class DGCConv(CostReporter, nn.Conv2d):
     def _grouped_conv(self, x: Tensor, mask: Tensor) -> Tensor:
         g, o = self.heads, self.out_channels
         weight, bias = self._head_major_parameters()
-        # The fastest exact execution on this CPU (mmlgc.ops.plans); the op
-        # runs the reference where the kernels cannot (masks needing
-        # gradients, ...).
-        out = plans.dynamic_group_conv(
-            x, weight, bias, mask, None, self.stride, self.padding,
-            self.dilation, sparse=self.sparse_eval and not self.training)
+        # The masked form in training, with sparse_eval=False, and for masks
+        # that carry gradients (even where grad mode is off, as in a
+        # trace); otherwise the fastest exact execution on this CPU
+        # (mmlgc.ops.plans). The op runs the reference where its kernels
+        # cannot.
+        sparse = (self.sparse_eval and not self.training
+                  and not mask.requires_grad)
+        out = plans.dynamic_group_conv(x, weight, bias, mask, None,
+                                       self.stride, self.padding,
+                                       self.dilation, sparse=sparse)
         n, _, h, w = out.shape
         # The shuffle: head-major -> interleaved.
         return out.view(n, g, o // g, h, w).transpose(1, 2).reshape(

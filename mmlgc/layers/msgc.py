@@ -23,14 +23,15 @@ class MSGCConv2d(nn.Conv2d):
     read, both through :func:`mmlgc.ops.dynamic_group_conv` (by its
     execution plan, :mod:`mmlgc.ops.plans`):
 
-    * masked (training): the MSGC reference's form, replicated input x mask
-      and a ``groups=G`` dense conv (``sparse=False``: the op's reference,
+    * masked (training, or masks that need gradients): the MSGC
+      reference's form, replicated input x mask and a ``groups=G`` dense
+      conv (``sparse=False``: the op's reference,
       :func:`mmlgc.ops.reference.dynamic_group_conv`); straight-through
       gradients reach the generators.
     * sparse (eval, ``sparse_eval=True``): only the active (input, output)
       channel pairs are computed and ``out_mask``-ed outputs skipped (they
-      come out as zeros). Where the kernels cannot run (masks that need
-      gradients, no compiled extension, ...) the op runs the reference.
+      come out as zeros). Where the kernels cannot run (no compiled
+      extension, an unsupported dtype) the op runs the reference.
 
     ``sparse_eval=False`` keeps the masked form in eval (what the reference
     measures; the benchmark compares both).
@@ -45,11 +46,14 @@ class MSGCConv2d(nn.Conv2d):
         if self.groups != 1:
             raise ValueError('MSGCConv2d holds the dense weight (groups=1); '
                              'the groups come from the mask')
-        sparse = self.sparse_eval and not self.training
-        # The fastest exact execution on this CPU (mmlgc.ops.plans); the op
-        # runs the reference where the kernels cannot (masks needing
-        # gradients, ...). The masked form computes every output, as the
-        # reference does (in training, batch-statistics norms see them).
+        # The masked form in training, with sparse_eval=False, and for masks
+        # that carry gradients (even where grad mode is off, as in a trace):
+        # it computes every output, as the reference does (in training,
+        # batch-statistics norms see them). Otherwise the fastest exact
+        # execution on this CPU (mmlgc.ops.plans); the op runs the reference
+        # where its kernels cannot.
+        sparse = (self.sparse_eval and not self.training
+                  and not mask.requires_grad)
         return plans.dynamic_group_conv(input, self.weight, self.bias, mask,
                                         out_mask if sparse else None,
                                         self.stride, self.padding,
