@@ -7,11 +7,12 @@ logs, ``tools/analysis/get_flops.py`` and the benchmarks all read that one
 record, so every method is counted the same way.
 """
 from .cost import (CostRecord, CostReporter, CostSummary, ShapeOf,
-                   collect_costs, conv_macs, clear_costs, downsample_macs)
+                   collect_costs, conv_macs, conv_output_size, clear_costs,
+                   downsample_macs)
 
 __all__ = [
     'CostRecord', 'CostReporter', 'CostSummary', 'clear_costs',
-    'collect_costs', 'conv_macs', 'downsample_macs',
+    'collect_costs', 'conv_macs', 'conv_output_size', 'downsample_macs',
     'register_op_handles', 'ShapeOf',
     'stage_of',
     'stage_ratios'

@@ -11,6 +11,14 @@ from typing import Callable, Dict, Iterable, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.utils import _pair
+
+
+def conv_output_size(size, kernel_size, stride, padding, dilation) -> tuple:
+    """``(out_h, out_w)`` of a conv over an ``(h, w)`` input."""
+    return tuple((s + 2 * p - d * (k - 1) - 1) // st + 1 for s, k, st, p, d in
+                 zip(size, _pair(kernel_size), _pair(stride), _pair(padding),
+                     _pair(dilation)))
 
 
 def conv_macs(in_channels: int,

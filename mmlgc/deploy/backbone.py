@@ -20,6 +20,14 @@ class DeployableBackboneMixin:
 
     sparse_types: Tuple[Type[nn.Module], ...] = ()
 
+    def init_deploy(self, deploy: bool) -> None:
+        """End of ``__init__``: ``deploy=True`` builds the deployed
+        structure (:meth:`switch_to_deploy`), so ``tools/deploy.py`` output
+        loads."""
+        self.deploy = False
+        if deploy:
+            self.switch_to_deploy()
+
     def switch_to_deploy(self):
         """Fold every BN into the conv before it and run the grouped convs
         sparsely through :mod:`mmlgc.ops`: dynamic ones in sparse eval,

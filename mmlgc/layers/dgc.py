@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from torch import Tensor, nn
 
-from .. import ops
 from ..ops import plans
 from ..complexity import CostReporter, conv_macs
 from ..utils.checks import check_divides, check_fraction, check_positive_int
@@ -85,16 +84,20 @@ class DGCConv(CostReporter, nn.Conv2d):
     row-wise as for any conv (``mmcv.cnn.fuse_conv_bn``), and the heads'
     ``groups=G`` weight is a fixed permutation of its rows, taken at run time.
 
-    Executions (identical up to rounding):
+    Executions (identical up to rounding), both through
+    :func:`mmlgc.ops.dynamic_group_conv` (by its execution plan,
+    :mod:`mmlgc.ops.plans`):
 
-    * masked (training, or masks needing gradients): the reference's form,
-      replicated input x saliency mask and one ``groups=G`` conv
-      (:func:`mmlgc.ops.reference.dynamic_group_conv`), then the shuffle.
+    * masked (training, or masks that need gradients): the reference's
+      form, replicated input x saliency mask and one ``groups=G`` conv
+      (``sparse=False``: the op's reference,
+      :func:`mmlgc.ops.reference.dynamic_group_conv`), then the shuffle.
     * sparse (eval with ``sparse_eval``): the per-sample "index layer" the
-      reference's users asked for: :func:`mmlgc.ops.dynamic_group_conv`
-      gathers each head's kept channels (scaled by their saliency) and
-      computes only those pairs, then the shuffle (one channel permutation
-      of the output).
+      reference's users asked for: the op gathers each head's kept channels
+      (scaled by their saliency) and computes only those pairs, then the
+      shuffle (one channel permutation of the output). Where the kernels
+      cannot run (no compiled extension, an unsupported dtype) the op runs
+      the reference.
 
     Each forward leaves:
 
@@ -131,6 +134,10 @@ class DGCConv(CostReporter, nn.Conv2d):
     # The schedule's k and DGC-G's threshold: model averaging (EMA) copies
     # them (mmlgc.utils.model_averaging).
     discrete_state = ('pruned_channels', 'threshold')
+    # What the dense conv has not: a dense checkpoint keeps them at their
+    # initialisation (mmlgc.models.dense_checkpoints).
+    method_state = ('pre_norm', 'saliency_generator', 'pruned_channels',
+                    'threshold')
     sparse_eval: bool = True
 
     def __init__(self,
@@ -237,13 +244,16 @@ class DGCConv(CostReporter, nn.Conv2d):
     def _grouped_conv(self, x: Tensor, mask: Tensor) -> Tensor:
         g, o = self.heads, self.out_channels
         weight, bias = self._head_major_parameters()
-        args = (self.stride, self.padding, self.dilation)
-        if self.training or not self.sparse_eval or mask.requires_grad:
-            out = ops.reference.dynamic_group_conv(x, weight, bias, mask,
-                                                   None, *args)
-        else:
-            # The fastest exact execution on this CPU (mmlgc.ops.plans).
-            out = plans.dynamic_group_conv(x, weight, bias, mask, None, *args)
+        # The masked form in training, with sparse_eval=False, and for masks
+        # that carry gradients (even where grad mode is off, as in a
+        # trace); otherwise the fastest exact execution on this CPU
+        # (mmlgc.ops.plans). The op runs the reference where its kernels
+        # cannot.
+        sparse = (self.sparse_eval and not self.training
+                  and not mask.requires_grad)
+        out = plans.dynamic_group_conv(x, weight, bias, mask, None,
+                                       self.stride, self.padding,
+                                       self.dilation, sparse=sparse)
         n, _, h, w = out.shape
         # The shuffle: head-major -> interleaved.
         return out.view(n, g, o // g, h, w).transpose(1, 2).reshape(

@@ -75,6 +75,9 @@ class FLGCConv2d(ConnectionMaskedConv2d, nn.Conv2d):
     # copies them, so the averaged weights keep the trained groups
     # (mmlgc.utils.model_averaging).
     discrete_state = ('in_group_logits', 'out_group_logits')
+    # What the dense conv has not: a dense checkpoint keeps them at their
+    # initialisation (mmlgc.models.dense_checkpoints).
+    method_state = discrete_state
 
     def __init__(self,
                  in_channels: int,

@@ -4,6 +4,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
+from mmengine.model import kaiming_init
 from torch import Tensor, nn
 
 from ..utils.checks import check_positive_int
@@ -29,6 +30,10 @@ class _PooledMLP(nn.Module):
     run as ``F.linear`` (on 1x1 maps ATen's CPU conv takes its slow
     reference path, ~6 ms per ResNet-50 forward)."""
 
+    # All of it: a dense checkpoint has no generator, which keeps its
+    # initialisation (mmlgc.models.dense_checkpoints).
+    method_state = ('layers', )
+
     def __init__(self, in_channels: int, channels: int, heads: int,
                  squeeze: int, norm_cfg: Optional[dict]):
         super().__init__()
@@ -41,6 +46,14 @@ class _PooledMLP(nn.Module):
         self.layers = nn.Sequential(
             nn.Conv2d(in_channels, hidden, 1, bias=False), norm,
             nn.ReLU(inplace=True), nn.Conv2d(hidden, heads * channels, 1))
+
+    def kaiming_init_convs(self) -> None:
+        """Both convs Kaiming-normal (fan_out), the MSGC reference's init;
+        the output's own initialisation (``init_output``) goes after."""
+        for conv in self.layers:
+            if isinstance(conv, nn.Conv2d):
+                kaiming_init(conv, mode='fan_out', nonlinearity='relu',
+                             distribution='normal')
 
     def forward(self, pooled: Tensor) -> Tensor:
         expand, norm, act, project = self.layers
@@ -82,8 +95,25 @@ class MaskGenerator(_PooledMLP):
                  tau: float = 2 / 3,
                  norm_cfg: Optional[dict] = dict(type='BN')):
         super().__init__(in_channels, channels, heads, squeeze, norm_cfg)
-        nn.init.constant_(self.layers[-1].bias, bias_init)
+        self.bias_init = bias_init
+        self.init_output()
         self.gate = BinaryConcreteGate(tau)
+
+    def init_output(self) -> None:
+        """The mask logits' initial bias, ``bias_init`` (which a
+        layer-wide init such as mm*'s Kaiming or an FPN's Xavier
+        overwrites)."""
+        nn.init.constant_(self.layers[-1].bias, self.bias_init)
+
+    @torch.no_grad()
+    def open_only(self, index: Tensor) -> None:
+        """Static masks without training: the logits' weights zeroed, bias
+        +10 (open) at the flat ``[heads · channels]`` positions ``index``,
+        -10 elsewhere."""
+        last = self.layers[-1]
+        last.weight.zero_()
+        last.bias.fill_(-10.0)
+        last.bias[index] = 10.0
 
     def logits(self, pooled: Tensor) -> Tensor:
         return super().forward(pooled)
@@ -103,6 +133,11 @@ class AttentionGenerator(_PooledMLP):
                  squeeze: int = 4,
                  norm_cfg: Optional[dict] = dict(type='BN')):
         super().__init__(in_channels, channels, heads, squeeze, norm_cfg)
+        self.init_output()
+
+    def init_output(self) -> None:
+        """Attention starting at exactly 1 (weight 0, bias 1), which a
+        layer-wide init overwrites."""
         nn.init.zeros_(self.layers[-1].weight)
         nn.init.ones_(self.layers[-1].bias)
 

@@ -4,7 +4,6 @@ from typing import Optional
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import ops
 from ..ops import plans
 from ..complexity import CostReporter, conv_macs
 from ..utils.checks import check_divides
@@ -21,16 +20,18 @@ class MSGCConv2d(nn.Conv2d):
     reads.
 
     Two executions, identical up to float rounding on the channels consumers
-    read:
+    read, both through :func:`mmlgc.ops.dynamic_group_conv` (by its
+    execution plan, :mod:`mmlgc.ops.plans`):
 
-    * masked (training, or whenever the masks need gradients): the MSGC
-      reference's form, replicated input x mask and a ``groups=G`` dense conv
-      (:func:`mmlgc.ops.reference.dynamic_group_conv`); straight-through
+    * masked (training, or masks that need gradients): the MSGC
+      reference's form, replicated input x mask and a ``groups=G`` dense
+      conv (``sparse=False``: the op's reference,
+      :func:`mmlgc.ops.reference.dynamic_group_conv`); straight-through
       gradients reach the generators.
-    * sparse (eval, ``sparse_eval=True``): :func:`mmlgc.ops.dynamic_group_conv`
-      computes only the active (input, output) channel pairs and skips
-      ``out_mask``-ed outputs (they come out as zeros). Without the compiled
-      extension it falls back to the reference.
+    * sparse (eval, ``sparse_eval=True``): only the active (input, output)
+      channel pairs are computed and ``out_mask``-ed outputs skipped (they
+      come out as zeros). Where the kernels cannot run (no compiled
+      extension, an unsupported dtype) the op runs the reference.
 
     ``sparse_eval=False`` keeps the masked form in eval (what the reference
     measures; the benchmark compares both).
@@ -45,14 +46,18 @@ class MSGCConv2d(nn.Conv2d):
         if self.groups != 1:
             raise ValueError('MSGCConv2d holds the dense weight (groups=1); '
                              'the groups come from the mask')
-        args = (self.stride, self.padding, self.dilation)
-        if self.training or not self.sparse_eval or mask.requires_grad:
-            return ops.reference.dynamic_group_conv(input, self.weight,
-                                                    self.bias, mask, None,
-                                                    *args)
-        # The fastest exact execution on this CPU (mmlgc.ops.plans).
+        # The masked form in training, with sparse_eval=False, and for masks
+        # that carry gradients (even where grad mode is off, as in a trace):
+        # it computes every output, as the reference does (in training,
+        # batch-statistics norms see them). Otherwise the fastest exact
+        # execution on this CPU (mmlgc.ops.plans); the op runs the reference
+        # where its kernels cannot.
+        sparse = (self.sparse_eval and not self.training
+                  and not mask.requires_grad)
         return plans.dynamic_group_conv(input, self.weight, self.bias, mask,
-                                        out_mask, *args)
+                                        out_mask if sparse else None,
+                                        self.stride, self.padding,
+                                        self.dilation, sparse=sparse)
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d) -> 'MSGCConv2d':
@@ -139,11 +144,9 @@ class SelfGatedMSGCConv2d(CostReporter, MSGCConv2d):
         """The generators' own initialisation (gate bias; attention starting
         at exactly 1), which a layer-wide init such as an FPN's Xavier
         overwrites."""
-        nn.init.constant_(self.mask_generator.layers[-1].bias,
-                          self.gate_bias)
+        self.mask_generator.init_output()
         if self.attention_generator is not None:
-            nn.init.zeros_(self.attention_generator.layers[-1].weight)
-            nn.init.ones_(self.attention_generator.layers[-1].bias)
+            self.attention_generator.init_output()
 
     def forward(self, input: Tensor) -> Tensor:
         pooled = F.adaptive_avg_pool2d(input, 1).flatten(1)

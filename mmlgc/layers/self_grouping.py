@@ -169,8 +169,10 @@ class SelfGroupedMixin:
     """The mask ``[O, C]`` and ``grouped_ratio`` buffers (persistent: a
     checkpoint carries the grouping) and :meth:`regroup`."""
 
-    # Model averaging (EMA) copies these (mmlgc.utils.model_averaging).
-    discrete_state = GROUPING_STATE
+    # Model averaging (EMA) copies these (mmlgc.utils.model_averaging); a
+    # dense checkpoint has none of them, they stay dense
+    # (mmlgc.models.dense_checkpoints).
+    discrete_state = method_state = GROUPING_STATE
 
     def _init_grouping(self, out_features: int, in_features: int):
         # All ones: a fresh layer is the dense layer.

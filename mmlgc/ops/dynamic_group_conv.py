@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 from torch.nn.modules.utils import _pair
 
+from ..complexity import conv_output_size
 from . import reference
 from ._ext_loader import ext_available, no_double_backward, warn_fallback
 
@@ -21,7 +22,8 @@ def dynamic_group_conv(input: Tensor,
                        out_mask: Optional[Tensor] = None,
                        stride=1,
                        padding=0,
-                       dilation=1) -> Tensor:
+                       dilation=1,
+                       sparse: bool = True) -> Tensor:
     """Conv whose output group ``g`` reads ``input * mask[:, g]``.
 
     Args:
@@ -36,6 +38,9 @@ def dynamic_group_conv(input: Tensor,
         out_mask: optional ``[N, O]``; output channels whose entry is zero
             are not computed and come out as exact zeros (no bias).
         stride, padding, dilation: as for ``F.conv2d``.
+        sparse: False runs the masked dense form of the MSGC and DGC
+            references (:func:`mmlgc.ops.reference.dynamic_group_conv`), the
+            form they train and measure with.
 
     Returns:
         ``[N, O, H', W']``, contiguous.
@@ -46,11 +51,12 @@ def dynamic_group_conv(input: Tensor,
     ``out_mask`` requires grad (gate training), the differentiable dense
     reference (:func:`mmlgc.ops.reference.dynamic_group_conv`) runs instead;
     so it does without the compiled extension (with one warning) and, on
-    CPU, for dtypes other than float32/float64.
+    CPU, for dtypes other than float32/float64. This is the one place that
+    chooses between the kernels and the reference (``docs/ops.md``).
     """
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     args = (input, weight, bias, mask, out_mask, stride, padding, dilation)
-    if _masks_need_grad(mask, out_mask) or (
+    if not sparse or _masks_need_grad(mask, out_mask) or (
             input.device.type == 'cpu'
             and input.dtype not in CPU_KERNEL_DTYPES):
         return reference.dynamic_group_conv(*args)
@@ -66,7 +72,7 @@ def _masks_need_grad(*masks) -> bool:
 
 
 def _fake(input, weight, bias, mask, out_mask, stride, padding, dilation):
-    out_size = reference.conv_output_size(input.shape[2:], weight.shape[2:],
+    out_size = conv_output_size(input.shape[2:], weight.shape[2:],
                                           stride, padding, dilation)
     return input.new_empty((input.shape[0], weight.shape[0], *out_size))
 

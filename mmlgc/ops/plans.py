@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
+from ..complexity import conv_output_size
 from .dynamic_group_conv import dynamic_group_conv as _dynamic_kernel
 from .ragged_group_conv import ragged_group_conv as _ragged_kernel
 from .ragged_group_conv import unpack_weights
@@ -517,7 +518,6 @@ def _masked_dense(input, weight, bias, mask, out_mask, stride, padding,
 
 
 def _conv_shape_zeros(input, weight, stride, padding, dilation):
-    from .reference import conv_output_size
     size = conv_output_size(input.shape[2:], weight.shape[2:], stride,
                             padding, dilation)
     return input.new_zeros(1, weight.shape[0], *size)
@@ -537,15 +537,18 @@ def dynamic_group_conv(input: Tensor,
                        out_mask: Optional[Tensor] = None,
                        stride=1,
                        padding=0,
-                       dilation=1) -> Tensor:
+                       dilation=1,
+                       sparse: bool = True) -> Tensor:
     """:func:`mmlgc.ops.dynamic_group_conv` (same arguments, same result up
-    to rounding) by the planned candidate. Masks that need gradients, and
-    non-CPU inputs, go to the op itself."""
+    to rounding) by the planned candidate. ``sparse=False``, masks that need
+    gradients, and non-CPU inputs go to the op itself, which chooses between
+    its kernels and the reference."""
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     args = (input, weight, bias, mask, out_mask, stride, padding, dilation)
-    if not plannable(input) or (torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in (mask, out_mask))):
-        return _dynamic_kernel(*args)
+    if not sparse or not plannable(input) or (
+            torch.is_grad_enabled() and any(
+                t is not None and t.requires_grad for t in (mask, out_mask))):
+        return _dynamic_kernel(*args, sparse=sparse)
     candidates = {'kernel': _dynamic_kernel, 'gathered': _gathered}
     n, c, h, w = input.shape
     g = mask.shape[1]

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torch.nn.modules.utils import _pair
 
+from ..complexity import conv_output_size
 from . import reference
 from ._ext_loader import ext_available, no_double_backward, warn_fallback
 from .dynamic_group_conv import CPU_KERNEL_DTYPES
@@ -73,7 +74,7 @@ def unpack_weights(weight: Tensor, in_sizes: Sequence[int],
 
 def _fake(input, weight, bias, in_index, in_sizes, out_sizes, kernel_size,
           stride, padding, dilation):
-    out_size = reference.conv_output_size(input.shape[2:], kernel_size,
+    out_size = conv_output_size(input.shape[2:], kernel_size,
                                           stride, padding, dilation)
     return input.new_empty((input.shape[0], sum(out_sizes), *out_size))
 

@@ -10,13 +10,6 @@ import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 
 
-def conv_output_size(size, kernel_size, stride, padding, dilation) -> tuple:
-    """``(out_h, out_w)`` of a conv over an ``(h, w)`` input."""
-    return tuple((s + 2 * p - d * (k - 1) - 1) // st + 1 for s, k, st, p, d in
-                 zip(size, _pair(kernel_size), _pair(stride), _pair(padding),
-                     _pair(dilation)))
-
-
 def dynamic_group_conv(input: torch.Tensor,
                        weight: torch.Tensor,
                        bias: Optional[torch.Tensor],
@@ -57,12 +50,16 @@ def ragged_group_conv(input: torch.Tensor,
     groups' outputs are concatenated in order."""
     kh, kw = _pair(kernel_size)
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
-    out_h, out_w = conv_output_size(input.shape[2:], (kh, kw), stride,
-                                    padding, dilation)
     outs, first_in, first_weight = [], 0, 0
     for c, o in zip(in_sizes, out_sizes):
         if c == 0 or o == 0:  # reads or writes nothing: zero (+ bias)
-            outs.append(input.new_zeros(input.shape[0], o, out_h, out_w))
+            # The output size as F.conv2d defines it (a one-channel conv of
+            # zeros; this module imports torch alone).
+            size = F.conv2d(
+                input.new_zeros(1, 1, *input.shape[2:]),
+                input.new_zeros(1, 1, kh, kw), None, stride, padding,
+                dilation).shape[2:]
+            outs.append(input.new_zeros(input.shape[0], o, *size))
         else:
             block = weight[first_weight:first_weight + o * c * kh * kw]
             outs.append(

@@ -47,6 +47,16 @@ def check_divides(owner: str, name: str, value, channels: Sequence[int],
               f'a divisor of {what} {list(channels)} (not of {bad})')
 
 
+def check_unsupported(owner: str, reason: str, **features) -> None:
+    """Refuse the mm* block ``features`` that are set (``dcn``,
+    ``plugins``, ``se_cfg``): ``reason`` says why ``owner`` cannot honour
+    them."""
+    used = sorted(k for k, v in features.items() if v)
+    if used:
+        raise NotImplementedError(
+            f'{owner} does not support {", ".join(used)}: {reason}')
+
+
 def check_resnet_stages(owner: str, num_stages: int, out_indices,
                         frozen_stages: int) -> None:
     """mmdet's ResNet asserts ``max(out_indices) < num_stages`` without a

@@ -89,34 +89,15 @@ from mmengine.runner import load_checkpoint
 import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
 from mmlgc.complexity import collect_costs
 from mmlgc.deploy import DeployableBackboneMixin, deploy_model
-from mmlgc.layers import FLGCConv2d, MaskGenerator
-from mmlgc.layers.dgc import dgc_layers
-from mmlgc.layers.self_grouping import (SelfGroupedConv2d, group_model,
-                                        self_grouped_layers)
 from mmlgc.ops import plans
 from mmlgc.ops.timing import time_interleaved, warn_if_noisy
 from mmlgc.models import (DGCResNet, FLGCMobileNetV2, FLGCResNet,
                           MSGCMobileNetV2, MSGCResNet, SGCNNResNet)
+from mmlgc.registry import MODELS
 from mmlgc.utils.config import build_model, load_config
 from mmlgc.utils.inputs import random_batch, test_set_batches
 
 FORMS = ('dense', 'masked', 'deployed')
-#: Method-only backbone arguments (MSGC, DGC, FLGC), dropped for the dense
-#: counterpart (SG-CNN has none: its grouping lives in buffers). FLGC's
-#: ``depthwise`` too: the depthwise-separable variant is compared with the
-#: plain ResNet, as in the paper.
-METHOD_ARGS = ('heads', 'attention', 'squeeze', 'gate_bias', 'tau',
-               'generator_norm_cfg', 'keep', 'mode', 'tie_break',
-               'dgc_norm_cfg', 'dgc_norm_eval', 'num_groups', 'depthwise',
-               'flgc_convs', 'logit_init', 'init_std', 'deploy')
-DENSE_TYPES = {
-    'MSGCResNet': 'ResNet',
-    'MSGCMobileNetV2': 'MobileNetV2',
-    'DGCResNet': 'ResNet',
-    'SGCNNResNet': 'ResNet',
-    'FLGCResNet': 'ResNet',
-    'FLGCMobileNetV2': 'MobileNetV2'
-}
 BACKBONES = {
     'resnet18': (MSGCResNet, dict(depth=18, out_indices=(0, 1, 2, 3))),
     'resnet50': (MSGCResNet, dict(depth=50, out_indices=(0, 1, 2, 3))),
@@ -187,15 +168,12 @@ def parse_size(text):
 
 
 def dense_backbone_cfg(cfg):
-    """The dense mm* backbone config an MSGC backbone config extends."""
-    cfg = {
-        k: v
-        for k, v in cfg.items() if k not in METHOD_ARGS + ('init_cfg', )
-    }
-    name = cfg['type'].split('.')[-1]
-    if name not in DENSE_TYPES:
+    """The dense mm* backbone config a grouped backbone config extends."""
+    cls = MODELS.get(cfg['type'])
+    if not hasattr(cls, 'dense_cfg'):
         raise ValueError(f'no dense counterpart known for {cfg["type"]}')
-    cfg['type'] = DENSE_TYPES[name]
+    cfg = cls.dense_cfg(cfg)
+    cfg.pop('init_cfg', None)
     return cfg
 
 
@@ -247,79 +225,13 @@ def load_shared_weights(dense, model):
          if k in own and own[k].shape == v.shape}, strict=False)
 
 
-@torch.no_grad()
 def untrained_masks(backbone, x, target, seed):
-    """Masks for a backbone without a checkpoint: MSGC's calibrated to the
-    MAC ``target`` (:func:`calibrate_masks`); DGC's at the end of its
-    schedule (``k`` of its ``keep``; ``--target`` does not apply); SG-CNN's
-    self-grouped in one shot (:func:`group_to_target`). Returns (density or
-    None, ratio)."""
-    if any(True for _ in self_grouped_layers(backbone)):
-        return group_to_target(backbone, x, target, seed)
-    if any(isinstance(m, FLGCConv2d) for m in backbone.modules()):
-        # FLGC: the groups are the model's own (a fresh model's: random,
-        # unequal); --target does not apply.
-        backbone(x)
-        return None, collect_costs(backbone).ratio.item()
-    layers = dgc_layers(backbone)
-    if not layers:
-        return calibrate_masks(backbone, x, target, seed)
-    for layer in layers:
-        layer.set_progress(1.0)
-    backbone(x)
-    return None, collect_costs(backbone).ratio.item()
-
-
-@torch.no_grad()
-def group_to_target(backbone, x, target, seed):
-    """SG-CNN: self-group every grouped conv of the (dense) backbone in
-    one step to the pruned fraction ``r`` that brings the measured MACs
-    ratio to ``target``: the ratio falls linearly in ``r`` by the grouped
-    convs' connection MACs (their BN op stays). Returns (r, ratio)."""
-    backbone(x)
-    costs = collect_costs(backbone)
-    grouped = 0.0
-    for module in backbone.modules():
-        if isinstance(module, SelfGroupedConv2d):
-            record = module.last_cost
-            k2c = module.weight[0].numel()
-            grouped += record.dense * k2c / (k2c + 1)  # without the BN op
-    ratio = min(max((1 - target) * costs.dense / grouped, 0.01), 0.99)
-    group_model(backbone, ratio, seed=seed)
-    backbone(x)
-    return ratio, collect_costs(backbone).ratio.item()
-
-
-@torch.no_grad()
-def calibrate_masks(backbone, x, target, seed):
-    """Static masks opening a fraction ``d`` of every generator's channels,
-    ``d`` bisected until the measured MACs ratio is ``target``. Returns
-    (d, ratio)."""
-    generators = [
-        m for m in backbone.modules() if isinstance(m, MaskGenerator)
-    ]
-    rng = torch.Generator().manual_seed(seed)
-    orders = [torch.rand(m.heads * m.channels, generator=rng).argsort()
-              for m in generators]
-
-    def apply(density):
-        for module, order in zip(generators, orders):
-            last = module.layers[-1]
-            last.weight.zero_()
-            opened = round(density * order.numel())
-            last.bias.fill_(-10.0)
-            last.bias[order[:opened]] = 10.0
-        backbone(x)
-        return collect_costs(backbone).ratio.item()
-
-    low, high = 0.0, 1.0
-    for _ in range(20):
-        mid = (low + high) / 2
-        if apply(mid) > target:
-            high = mid
-        else:
-            low = mid
-    return low, apply(low)
+    """Masks for a backbone without a checkpoint (each backbone's
+    ``calibrate_untrained``): MSGC's calibrated to the MAC ``target``;
+    DGC's at the end of its schedule (``k`` of its ``keep``; ``--target``
+    does not apply); SG-CNN's self-grouped in one shot; FLGC's groups as
+    they are. Returns (density or None, ratio)."""
+    return backbone.calibrate_untrained(x, target, seed)
 
 
 def time_forms(forms, x, rounds):
@@ -455,9 +367,9 @@ def main():
     else:
         cls, kwargs = BACKBONES[args.backbone]
         model = cls(**kwargs)
-        kwargs = {k: v for k, v in kwargs.items() if k not in METHOD_ARGS}
-        dense = __import__('mmdet.models.backbones', fromlist=['x']).__dict__[
-            DENSE_TYPES[cls.__name__]](**kwargs)
+        dense_kwargs = cls.dense_cfg(kwargs)
+        del dense_kwargs['type']
+        dense = cls.dense_class(**dense_kwargs)
         load_shared_weights(dense, model)
         name = f'{cls.__name__} {args.backbone}'
     model.eval()

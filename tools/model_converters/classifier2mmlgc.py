@@ -10,7 +10,7 @@ The grouped backbones keep the dense parameter names and shapes of mmdet's
 * torchvision ResNet: the names are already mmdet's; ``fc.*`` is dropped.
 * torchvision MobileNetV2: ``features.N...`` -> ``conv1`` / ``layerL.B.
   {expand,depthwise,linear}_conv.{conv,bn}`` / ``conv2``
-  (:func:`mmlgc.models.backbones.msgc_mobilenet_v2.torchvision_to_mmdet_keys`);
+  (:func:`mmlgc.models.backbones.grouped_mobilenet_v2.torchvision_to_mmdet_keys`);
   ``classifier.*`` is dropped.
 * mmpretrain ``ImageClassifier``: the ``backbone.*`` entries; ResNet names
   are mmdet's, MobileNetV2's inverted residuals (``conv.0/1/2``) are
@@ -32,7 +32,8 @@ import torch
 from mmengine.runner.checkpoint import _load_checkpoint, save_checkpoint
 
 import mmlgc  # noqa: F401  (registers modules, applies the stack fixes)
-from mmlgc.models.backbones.msgc_mobilenet_v2 import torchvision_to_mmdet_keys
+from mmlgc.models.backbones.grouped_mobilenet_v2 import \
+    torchvision_to_mmdet_keys
 from mmlgc.utils.checkpoint_checks import enable_checkpoint_checks
 from mmlgc.utils.io import atomic_write
 

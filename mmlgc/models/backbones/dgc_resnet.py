@@ -27,27 +27,25 @@ buffers ``convX.pruned_channels`` (k = 0) and ``convX.threshold`` (-inf).
 """
 from typing import Optional
 
+import torch
 import torch.utils.checkpoint as cp
-from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
+from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
 from torch import Tensor, nn
 
-from ...complexity import CostReporter, conv_macs
-from ...deploy import DeployableBackboneMixin
+from ...complexity import conv_output_size
 from ...layers import DGCConv
 from ...layers.dgc import RAMP_BEGIN, RAMP_END, generator_squeeze
-from ...ops.reference import conv_output_size
 from ...registry import MODELS
-from ...utils.checks import (check_divides, check_fraction,
-                             check_resnet_args)
+from ...utils.checks import check_divides, check_fraction
 from ..dense_checkpoints import keep_method_state_on_dense_load
 from ..losses import DGCPruning
 from ..training_signal import TrainingSignalMixin, build_training_signal
-from .grouped_resnet import GroupedResNetMixin, check_block_conv_cfg
+from .grouped_resnet import (GroupedBlockMixin, GroupedResNet,
+                             grouped_arch_settings)
 
-#: Substrings of the state-dict keys only DGC has (absent from a dense
-#: checkpoint).
-DGC_KEYS = ('.pre_norm.', 'saliency_generator', 'pruned_channels',
-            'threshold')
+#: What a DGC conv has beyond the dense conv (absent from a dense
+#: checkpoint), as the layer declares it.
+DGC_KEYS = DGCConv.method_state
 #: For ``paramwise_cfg.custom_keys``.
 SALIENCY_GENERATOR_KEY = 'saliency_generator'
 #: DGC's schedule: no pruning for the first 1/12 of training, a linear ramp
@@ -57,51 +55,47 @@ DEFAULT_SCHEDULE = dict(loss_weight=1e-5, ramp_begin=RAMP_BEGIN,
                         ramp_end=RAMP_END)
 
 
-class _DGCBlockMixin(CostReporter):
+class _DGCBlockMixin(GroupedBlockMixin):
     """Replaces the block's convs (and its downsample conv) by DGCConvs and
-    reports the ReLUs between them (the DGC convs report themselves)."""
+    reports the ReLUs between them (the DGC convs report themselves).
 
+    Args:
+        heads, keep, squeeze, mode, tie_break: :class:`DGCConv`'s.
+        dgc_norm_cfg: its pre-activation norm.
+        **kwargs: mmdet's block arguments.
+    """
+
+    replaced_by = 'the DGC convs'
     _convs: tuple = ()
 
     def __init__(self,
                  inplanes,
                  planes,
-                 stride=1,
-                 dilation=1,
-                 downsample=None,
-                 style='pytorch',
-                 with_cp=False,
-                 conv_cfg=None,
-                 norm_cfg=dict(type='BN'),
-                 dcn=None,
-                 plugins=None,
-                 init_cfg=None,
-                 **dgc_kwargs):
-        """mmdet's block arguments, then :class:`DGCConv`'s (``heads``,
-        ``keep``, ``squeeze``, ``mode``, ``tie_break``) and
-        ``dgc_norm_cfg`` (its pre-activation norm)."""
-        used = [k for k, v in dict(dcn=dcn, plugins=plugins).items() if v]
-        if used:
-            raise NotImplementedError(
-                f'{type(self).__name__} does not support {", ".join(used)}: '
-                'the DGC convs replace the convs they would modify')
-        check_block_conv_cfg(type(self).__name__, conv_cfg, 'the DGC convs')
-        super().__init__(inplanes, planes, stride, dilation, downsample,
-                         style, with_cp, conv_cfg, norm_cfg, None, None,
-                         init_cfg)
-        self._make_dgc(**dgc_kwargs)
+                 heads=4,
+                 keep=0.45,
+                 squeeze=16,
+                 mode='head',
+                 tie_break='index',
+                 dgc_norm_cfg=dict(type='BN'),
+                 **kwargs):
+        super().__init__(inplanes, planes, **kwargs)
 
-    def _make_dgc(self, dgc_norm_cfg=dict(type='BN'), **dgc_kwargs):
-        for name in self._convs:
-            setattr(self, name,
-                    DGCConv.from_conv(getattr(self, name),
-                                      norm_cfg=dgc_norm_cfg, **dgc_kwargs))
+        def to_dgc(conv):
+            return DGCConv.from_conv(
+                conv,
+                heads=heads,
+                keep=keep,
+                squeeze=squeeze,
+                mode=mode,
+                tie_break=tie_break,
+                norm_cfg=dgc_norm_cfg)
+
+        self._replace_convs(self._convs, to_dgc)
         if self.downsample is not None:
             # mmdet's ResLayer: [AvgPool2d (avg_down)], 1x1 conv, norm.
             for index, module in enumerate(self.downsample):
                 if isinstance(module, nn.Conv2d):
-                    self.downsample[index] = DGCConv.from_conv(
-                        module, norm_cfg=dgc_norm_cfg, **dgc_kwargs)
+                    self.downsample[index] = to_dgc(module)
 
     def forward(self, x: Tensor) -> Tensor:
         # mmdet's forward, with a non-reentrant checkpoint so the saliency
@@ -153,8 +147,7 @@ class DGCBottleneck(_DGCBlockMixin, Bottleneck):
 
 
 @MODELS.register_module()
-class DGCResNet(TrainingSignalMixin, DeployableBackboneMixin, CostReporter,
-                GroupedResNetMixin, ResNet):
+class DGCResNet(TrainingSignalMixin, GroupedResNet):
     """ResNet (depth 18/34/50/101/152) with DGC blocks; mmdet ResNet's
     arguments and outputs, usable as an mmdet or mmpretrain backbone.
 
@@ -205,14 +198,10 @@ class DGCResNet(TrainingSignalMixin, DeployableBackboneMixin, CostReporter,
     checkpoints carry it.
     """
 
-    arch_settings = {
-        18: (DGCBasicBlock, (2, 2, 2, 2)),
-        34: (DGCBasicBlock, (3, 4, 6, 3)),
-        50: (DGCBottleneck, (3, 4, 6, 3)),
-        101: (DGCBottleneck, (3, 4, 23, 3)),
-        152: (DGCBottleneck, (3, 8, 36, 3))
-    }
+    arch_settings = grouped_arch_settings(DGCBasicBlock, DGCBottleneck)
     sparse_types = (DGCConv, )
+    # The DGC reference counter: the max-pool's output numel x 9.
+    stem_pool_ops = 9
 
     def __init__(self,
                  depth: int,
@@ -226,11 +215,8 @@ class DGCResNet(TrainingSignalMixin, DeployableBackboneMixin, CostReporter,
                  schedule: Optional[dict] = DEFAULT_SCHEDULE,
                  deploy: bool = False,
                  **kwargs):
-        if depth not in self.arch_settings:
-            raise KeyError(f'invalid depth {depth} for DGCResNet; choose '
-                           f'from {sorted(self.arch_settings)}')
+        _, widths = self.check_arch(depth, kwargs)
         owner = type(self).__name__
-        widths = check_resnet_args(owner, kwargs)
         check_divides(owner, 'heads', heads, widths, 'the stage widths')
         check_fraction(owner, 'keep', keep)
         # The narrowest DGC conv input: layer1.0's (the stem's output) or
@@ -240,21 +226,17 @@ class DGCResNet(TrainingSignalMixin, DeployableBackboneMixin, CostReporter,
         if dgc_norm_cfg == 'same':
             dgc_norm_cfg = kwargs.get('norm_cfg',
                                       dict(type='BN', requires_grad=True))
-        self._block_kwargs = dict(
-            heads=heads,
-            keep=keep,
-            squeeze=squeeze,
-            mode=mode,
-            tie_break=tie_break,
-            dgc_norm_cfg=dgc_norm_cfg)
         self.dgc_norm_eval = dgc_norm_eval
-        super().__init__(depth, **kwargs)
-        if self.deep_stem:
-            raise NotImplementedError(
-                f'{type(self).__name__}: deep_stem=True is not supported: '
-                'the standard stem only')
-        keep_method_state_on_dense_load(self, _is_dgc_state,
-                                        _describe_dgc_state)
+        super().__init__(
+            depth,
+            dict(
+                heads=heads,
+                keep=keep,
+                squeeze=squeeze,
+                mode=mode,
+                tie_break=tie_break,
+                dgc_norm_cfg=dgc_norm_cfg), **kwargs)
+        keep_method_state_on_dense_load(self, _describe_dgc_state)
         # Trains with DGC's schedule and loss whatever the config's hooks
         # (mmlgc.models.training_signal); DGCScheduleHook takes them over.
         self.training_signal = build_training_signal(
@@ -263,9 +245,7 @@ class DGCResNet(TrainingSignalMixin, DeployableBackboneMixin, CostReporter,
             hook_required=("mode='global' (DGC-G) agrees its pruning "
                            'threshold over windows of iterations, which '
                            'only the hook does') if mode == 'global' else None)
-        self.deploy = False
-        if deploy:
-            self.switch_to_deploy()
+        self.init_deploy(deploy)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -297,6 +277,15 @@ class DGCResNet(TrainingSignalMixin, DeployableBackboneMixin, CostReporter,
                 'batch statistics), or load a DGC checkpoint that has them.')
         return self
 
+    @torch.no_grad()
+    def calibrate_untrained(self, x, target, seed):
+        """The ``k`` its ``keep`` gives at the end of the schedule
+        (``target`` does not apply). Returns (None, ratio)."""
+        for module in self.modules():
+            if isinstance(module, DGCConv):
+                module.set_progress(1.0)
+        return super().calibrate_untrained(x, target, seed)
+
     def init_weights(self):
         super().init_weights()
         if self.mmdet_default_init:
@@ -306,19 +295,6 @@ class DGCResNet(TrainingSignalMixin, DeployableBackboneMixin, CostReporter,
                 if isinstance(module, DGCConv):
                     module.kaiming_init_per_head()
 
-    def make_res_layer(self, **kwargs):
-        # ResLayer passes unknown kwargs on to the blocks.
-        return super().make_res_layer(**kwargs, **self._block_kwargs)
-
-    def forward(self, x: Tensor):
-        stem = conv_output_size(x.shape[2:], 7, 2, 3, 1)
-        pooled = conv_output_size(stem, 3, 2, 1, 1)
-        # DGC counter: 7x7 conv, ReLU (its numel), max-pool (out numel x 9).
-        stem_macs = (conv_macs(x.shape[1], self.stem_channels, 7, stem) +
-                     9 * self.stem_channels * pooled[0] * pooled[1])
-        self.report_cost(stem_macs, stem_macs, x.shape[0], x.device)
-        return super().forward(x)
-
 
 def _at_initial_statistics(norm: nn.Module) -> bool:
     """A BN's running statistics never updated nor loaded (mean 0, var
@@ -326,10 +302,6 @@ def _at_initial_statistics(norm: nn.Module) -> bool:
     if getattr(norm, 'running_mean', None) is None:
         return False
     return bool(norm.running_mean.eq(0).all() and norm.running_var.eq(1).all())
-
-
-def _is_dgc_state(key: str) -> bool:
-    return any(marker in key for marker in DGC_KEYS)
 
 
 def _describe_dgc_state(absent) -> str:

@@ -6,7 +6,6 @@ from torch import nn
 from ...complexity import CostReporter
 from ...deploy import DeployableBackboneMixin
 from ...layers import FLGCConv2d, RaggedGroupConv2d, fold_output_order
-from ...layers.flgc import GROUP_LOGITS_KEY
 from ..dense_checkpoints import keep_method_state_on_dense_load
 
 
@@ -25,14 +24,10 @@ class FLGCBackboneMixin(DeployableBackboneMixin, CostReporter):
       into that consumer.
     """
 
-    def _setup_flgc(self, deploy: bool) -> None:
+    def _setup_flgc(self) -> None:
         keep_method_state_on_dense_load(
-            self, lambda key: GROUP_LOGITS_KEY in key,
-            lambda absent: 'group assignment logits for '
+            self, lambda absent: 'group assignment logits for '
             f'{len(absent) // 2} FLGC convs')
-        self.deploy = False
-        if deploy:
-            self.switch_to_deploy()
 
     def flgc_layers(self):
         """``(name, FLGCConv2d)`` pairs (empty once deployed)."""

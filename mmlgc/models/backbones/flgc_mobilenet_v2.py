@@ -6,9 +6,9 @@ In each inverted residual the expansion 1x1 (when the expand ratio is not
 selects them (``('project', )`` is what the public re-implementation
 groups). The depthwise 3x3, the stem and the last 1x1 conv stay dense.
 Parameter names and shapes are mmdet's / mmpretrain's, so their
-MobileNetV2 checkpoints (and torchvision's, renamed on load as in
-:class:`~mmlgc.models.MSGCMobileNetV2`) load with only the assignment
-logits missing.
+MobileNetV2 checkpoints (and torchvision's, renamed on load by
+:mod:`~mmlgc.models.backbones.grouped_mobilenet_v2`) load with only the
+assignment logits missing.
 
 Deploy: the expansion's group order folds through the depthwise conv
 into the projection; the projection's output (the block's) keeps one
@@ -19,18 +19,15 @@ MACs: MSGC's MobileNetV2 convention (the projection's BN not counted).
 """
 from typing import Sequence
 
-from mmdet.models.backbones.mobilenet_v2 import MobileNetV2
 from mmdet.models.layers import InvertedResidual
 from torch import Tensor
 
 from ...complexity import CostReporter, conv_macs
 from ...layers import FLGCConv2d, RaggedGroupConv2d
-from ...ops.reference import conv_output_size
 from ...registry import MODELS
 from ...utils.checks import check_non_negative, check_positive_int
 from .flgc_base import FLGCBackboneMixin, fold_through_depthwise
-from .msgc_mobilenet_v2 import (InvertedResidualLayers,
-                                _convert_torchvision_keys)
+from .grouped_mobilenet_v2 import GroupedMobileNetV2
 
 FLGC_CONVS = ('expand', 'project')
 
@@ -89,7 +86,7 @@ class FLGCInvertedResidual(CostReporter, InvertedResidual):
 
 
 @MODELS.register_module()
-class FLGCMobileNetV2(InvertedResidualLayers, FLGCBackboneMixin, MobileNetV2):
+class FLGCMobileNetV2(FLGCBackboneMixin, GroupedMobileNetV2):
     """MobileNetV2 with FLGC 1x1 convs; mmdet MobileNetV2's arguments
     (``widen_factor``, ``out_indices``, ``frozen_stages``, ``norm_cfg``,
     ``act_cfg``, ``norm_eval``, ``with_cp``, ``init_cfg``) and outputs
@@ -121,33 +118,16 @@ class FLGCMobileNetV2(InvertedResidualLayers, FLGCBackboneMixin, MobileNetV2):
             raise ValueError(f'{type(self).__name__}: flgc_convs='
                              f'{tuple(flgc_convs)!r} must be a subset of '
                              f'{FLGC_CONVS} (unknown: {sorted(unknown)})')
-        self._block_kwargs = dict(
-            flgc_convs=tuple(flgc_convs),
-            num_groups=num_groups,
-            logit_init=logit_init,
-            init_std=init_std)
-        super().__init__(**kwargs)
-        # Registered first, so the logits pre-hook sees mmdet's names.
-        self._register_load_state_dict_pre_hook(
-            _convert_torchvision_keys, with_module=True)
-        self._setup_flgc(deploy)
+        super().__init__(
+            dict(
+                flgc_convs=tuple(flgc_convs),
+                num_groups=num_groups,
+                logit_init=logit_init,
+                init_std=init_std), **kwargs)
+        self._setup_flgc()
+        self.init_deploy(deploy)
 
     def fold_group_orders(self):
         for module in self.modules():
             if isinstance(module, FLGCInvertedResidual):
                 module.fold_group_orders()
-
-    def forward(self, x: Tensor):
-        # Stem conv and the last 1x1 conv (which runs whatever out_indices
-        # says), each with its BN op; the blocks report their own costs.
-        stem = self.conv1.conv
-        size = conv_output_size(x.shape[2:], 3, stem.stride[0], 1, 1)
-        macs = conv_macs(x.shape[1], stem.out_channels, 3, size)
-        for block in self.modules():
-            if isinstance(block, FLGCInvertedResidual):
-                stride = block.depthwise_conv.conv.stride[0]
-                size = conv_output_size(size, 3, stride, 1, 1)
-        last = self.conv2.conv
-        macs += conv_macs(last.in_channels, last.out_channels, 1, size)
-        self.report_cost(macs, macs, x.shape[0], x.device)
-        return super().forward(x)

@@ -33,63 +33,56 @@ the vanilla ResNet's (a full 3x3 conv2 in the depthwise variant too), so
 the ratio compares against the plain ResNet.
 """
 from mmcv.cnn import build_conv_layer
-from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
+from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
 from torch import Tensor
 
-from ...complexity import CostReporter, conv_macs, downsample_macs
+from ...complexity import conv_macs, downsample_macs
 from ...layers import FLGCConv2d, fold_output_order
-from ...ops.reference import conv_output_size
 from ...registry import MODELS
-from ...utils.checks import (check_non_negative, check_positive_int,
-                             check_resnet_args)
+from ...utils.checks import check_non_negative, check_positive_int
 from .flgc_base import FLGCBackboneMixin, fold_through_depthwise
-from .grouped_resnet import GroupedResNetMixin, check_block_conv_cfg
+from .grouped_resnet import (GroupedBlockMixin, GroupedResNet,
+                             grouped_arch_settings)
 
 
-class _FLGCBlockMixin(CostReporter):
+class _FLGCBlockMixin(GroupedBlockMixin):
+    """FLGC convs in place of the block's ``_convs``.
 
-    def _check_unsupported(self, **features):
-        used = sorted(k for k, v in features.items() if v)
-        if used:
-            raise NotImplementedError(
-                f'{type(self).__name__} does not support {", ".join(used)}: '
-                'the FLGC convs replace the convs they would modify')
+    Args:
+        num_groups, logit_init, init_std: :class:`FLGCConv2d`'s.
+        **kwargs: mmdet's block arguments.
+    """
 
-    def _to_flgc(self, names, flgc_kwargs):
-        for name in names:
-            setattr(self, name,
-                    FLGCConv2d.from_conv(getattr(self, name), **flgc_kwargs))
+    replaced_by = 'the FLGC convs'
+    _convs: tuple = ()
+
+    def __init__(self,
+                 inplanes,
+                 planes,
+                 num_groups=8,
+                 logit_init='normal',
+                 init_std=0.0,
+                 **kwargs):
+        super().__init__(inplanes, planes, **kwargs)
+        self._replace_convs(
+            self._convs, lambda conv: FLGCConv2d.from_conv(
+                conv,
+                num_groups=num_groups,
+                logit_init=logit_init,
+                init_std=init_std))
 
 
 class FLGCBasicBlock(_FLGCBlockMixin, BasicBlock):
     """BasicBlock whose two 3x3 convs are FLGC."""
 
-    def __init__(self,
-                 inplanes,
-                 planes,
-                 stride=1,
-                 dilation=1,
-                 downsample=None,
-                 style='pytorch',
-                 with_cp=False,
-                 conv_cfg=None,
-                 norm_cfg=dict(type='BN'),
-                 dcn=None,
-                 plugins=None,
-                 init_cfg=None,
-                 depthwise=False,
-                 **flgc_kwargs):
-        self._check_unsupported(dcn=dcn, plugins=plugins)
-        check_block_conv_cfg(type(self).__name__, conv_cfg,
-                             'the FLGC convs')
+    _convs = ('conv1', 'conv2')
+
+    def __init__(self, inplanes, planes, depthwise=False, **kwargs):
         if depthwise:
             raise ValueError(f'{type(self).__name__}: depthwise=True turns a '
                              "Bottleneck's 3x3 conv depthwise (depth 50, 101, "
                              '152); a BasicBlock (depth 18, 34) has none')
-        super().__init__(inplanes, planes, stride, dilation, downsample,
-                         style, with_cp, conv_cfg, norm_cfg, None, None,
-                         init_cfg)
-        self._to_flgc(('conv1', 'conv2'), flgc_kwargs)
+        super().__init__(inplanes, planes, **kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
         out = super().forward(x)
@@ -108,40 +101,22 @@ class FLGCBottleneck(_FLGCBlockMixin, Bottleneck):
     """Bottleneck whose 1x1 convs are FLGC; ``depthwise=True``: its 3x3
     conv is depthwise (the paper's depthwise-separable variant)."""
 
-    def __init__(self,
-                 inplanes,
-                 planes,
-                 stride=1,
-                 dilation=1,
-                 downsample=None,
-                 style='pytorch',
-                 with_cp=False,
-                 conv_cfg=None,
-                 norm_cfg=dict(type='BN'),
-                 dcn=None,
-                 plugins=None,
-                 init_cfg=None,
-                 depthwise=False,
-                 **flgc_kwargs):
-        self._check_unsupported(dcn=dcn, plugins=plugins)
-        check_block_conv_cfg(type(self).__name__, conv_cfg,
-                             'the FLGC convs')
-        super().__init__(inplanes, planes, stride, dilation, downsample,
-                         style, with_cp, conv_cfg, norm_cfg, None, None,
-                         init_cfg)
+    _convs = ('conv1', 'conv3')
+
+    def __init__(self, inplanes, planes, depthwise=False, **kwargs):
+        super().__init__(inplanes, planes, **kwargs)
         self.depthwise = depthwise
-        self._to_flgc(('conv1', 'conv3'), flgc_kwargs)
         if depthwise:
             # Same name and place in the module order (BN folding pairs it
             # with norm2).
             self.conv2 = build_conv_layer(
-                conv_cfg,
+                self.conv_cfg,
                 planes,
                 planes,
                 kernel_size=3,
                 stride=self.conv2_stride,
-                padding=dilation,
-                dilation=dilation,
+                padding=self.dilation,
+                dilation=self.dilation,
                 groups=planes,
                 bias=False)
 
@@ -165,7 +140,7 @@ class FLGCBottleneck(_FLGCBlockMixin, Bottleneck):
 
 
 @MODELS.register_module()
-class FLGCResNet(FLGCBackboneMixin, GroupedResNetMixin, ResNet):
+class FLGCResNet(FLGCBackboneMixin, GroupedResNet):
     """ResNet (depth 18/34/50/101/152) with FLGC blocks; mmdet ResNet's
     arguments and outputs, usable as an mmdet or mmpretrain backbone
     (``type='mmlgc.FLGCResNet'``).
@@ -185,13 +160,7 @@ class FLGCResNet(FLGCBackboneMixin, GroupedResNetMixin, ResNet):
             ``plugins`` and ``deep_stem`` are not supported.
     """
 
-    arch_settings = {
-        18: (FLGCBasicBlock, (2, 2, 2, 2)),
-        34: (FLGCBasicBlock, (3, 4, 6, 3)),
-        50: (FLGCBottleneck, (3, 4, 6, 3)),
-        101: (FLGCBottleneck, (3, 4, 23, 3)),
-        152: (FLGCBottleneck, (3, 8, 36, 3))
-    }
+    arch_settings = grouped_arch_settings(FLGCBasicBlock, FLGCBottleneck)
 
     def __init__(self,
                  depth: int,
@@ -201,45 +170,22 @@ class FLGCResNet(FLGCBackboneMixin, GroupedResNetMixin, ResNet):
                  init_std: float = 0.0,
                  deploy: bool = False,
                  **kwargs):
-        if depth not in self.arch_settings:
-            raise KeyError(f'invalid depth {depth} for FLGCResNet; choose '
-                           f'from {sorted(self.arch_settings)}')
+        self.check_arch(depth, kwargs)
         owner = type(self).__name__
-        check_resnet_args(owner, kwargs)
         check_positive_int(owner, 'num_groups', num_groups)
         check_non_negative(owner, 'init_std', init_std)
-        self._block_kwargs = dict(
-            depthwise=depthwise,
-            num_groups=num_groups,
-            logit_init=logit_init,
-            init_std=init_std)
-        super().__init__(depth, **kwargs)
-        if self.deep_stem:
-            raise NotImplementedError(
-                f'{type(self).__name__}: deep_stem=True is not supported: '
-                'the standard stem only')
+        super().__init__(
+            depth,
+            dict(
+                depthwise=depthwise,
+                num_groups=num_groups,
+                logit_init=logit_init,
+                init_std=init_std), **kwargs)
         if depthwise:
             self._register_load_state_dict_pre_hook(
                 _keep_depthwise_on_dense_load, with_module=True)
-        self._setup_flgc(deploy)
-
-    def make_res_layer(self, **kwargs):
-        # ResLayer passes unknown kwargs on to the blocks.
-        return super().make_res_layer(**kwargs, **self._block_kwargs)
-
-    def fold_group_orders(self):
-        for module in self.modules():
-            if isinstance(module, (FLGCBasicBlock, FLGCBottleneck)):
-                module.fold_group_orders()
-
-    def forward(self, x: Tensor):
-        stem = conv_output_size(x.shape[2:], 7, 2, 3, 1)
-        pooled = conv_output_size(stem, 3, 2, 1, 1)
-        # MSGC's convention: stem conv + BN op, 4 ops per max-pool output.
-        stem_macs = (conv_macs(x.shape[1], self.stem_channels, 7, stem) +
-                     4 * self.stem_channels * pooled[0] * pooled[1])
-        self.report_cost(stem_macs, stem_macs, x.shape[0], x.device)
-        return super().forward(x)
+        self._setup_flgc()
+        self.init_deploy(deploy)
 
 
 def _keep_depthwise_on_dense_load(module, state_dict, prefix, *args):

@@ -6,11 +6,11 @@ backbone mixes in :class:`MSGCBackboneMixin` next to the mm* backbone.
 """
 from typing import Optional
 
+import torch
 import torch.nn.functional as F
-from mmengine.model import kaiming_init
-from torch import Tensor, nn
+from torch import Tensor
 
-from ...complexity import CostReporter
+from ...complexity import CostReporter, collect_costs
 from ...deploy import DeployableBackboneMixin
 from ...layers import AttentionGenerator, MaskGenerator, MSGCConv2d
 from ...utils.checks import check_divides
@@ -42,13 +42,6 @@ def density(mask: Tensor) -> Tensor:
 class MSGCBlockMixin(CostReporter):
     """Generators of one block (all conditioned on the block's pooled
     input), masks, and its cost report."""
-
-    def _check_unsupported(self, **features):
-        used = sorted(k for k, v in features.items() if v)
-        if used:
-            raise NotImplementedError(
-                f'{type(self).__name__} does not support {", ".join(used)}: '
-                'the MSGC convs replace the convs they would modify')
 
     def _check_heads(self, heads: int, out_channels: int, conv: str) -> None:
         check_divides(type(self).__name__, 'heads', heads, [out_channels],
@@ -107,19 +100,40 @@ class MSGCBackboneMixin(TrainingSignalMixin, DeployableBackboneMixin,
 
     sparse_types = (MSGCConv2d, )
 
-    def _setup_msgc(self, gate_bias: float, deploy: bool,
-                    budget: Optional[dict]) -> None:
-        self._gate_bias = gate_bias
+    def _setup_msgc(self, budget: Optional[dict]) -> None:
         # Trains with the MAC budget whatever the config's hooks
         # (mmlgc.models.training_signal); MACBudgetHook takes it over.
         self.training_signal = build_training_signal(
             self, 'budget', 'MACBudgetHook', budget, AnnealedMACBudget,
             DEFAULT_BUDGET)
-        keep_method_state_on_dense_load(self, _is_generator_state,
-                                        _describe_generators)
-        self.deploy = False
-        if deploy:
-            self.switch_to_deploy()
+        keep_method_state_on_dense_load(self, _describe_generators)
+
+    @torch.no_grad()
+    def calibrate_untrained(self, x, target, seed):
+        """Static masks opening a fraction ``d`` of every generator's
+        channels (a random, seeded choice), ``d`` bisected until the MACs
+        ratio measured on ``x`` is ``target``. Returns (d, ratio)."""
+        generators = [
+            m for m in self.modules() if isinstance(m, MaskGenerator)
+        ]
+        rng = torch.Generator().manual_seed(seed)
+        orders = [torch.rand(m.heads * m.channels, generator=rng).argsort()
+                  for m in generators]
+
+        def apply(density):
+            for module, order in zip(generators, orders):
+                module.open_only(order[:round(density * order.numel())])
+            self(x)
+            return collect_costs(self).ratio.item()
+
+        low, high = 0.0, 1.0
+        for _ in range(20):
+            mid = (low + high) / 2
+            if apply(mid) > target:
+                high = mid
+            else:
+                low = mid
+        return low, apply(low)
 
     def init_weights(self):
         loads_checkpoint = _loads_checkpoint(self.init_cfg)
@@ -131,11 +145,7 @@ class MSGCBackboneMixin(TrainingSignalMixin, DeployableBackboneMixin,
             # weights loaded); an MSGC checkpoint overwrites it.
             for module in self.modules():
                 if isinstance(module, (MaskGenerator, AttentionGenerator)):
-                    for conv in module.layers:
-                        if isinstance(conv, nn.Conv2d):
-                            kaiming_init(conv, mode='fan_out',
-                                         nonlinearity='relu',
-                                         distribution='normal')
+                    module.kaiming_init_convs()
             self._init_generator_outputs()
         super().init_weights()
         if not loads_checkpoint:
@@ -145,11 +155,8 @@ class MSGCBackboneMixin(TrainingSignalMixin, DeployableBackboneMixin,
     def _init_generator_outputs(self):
         """The gate bias of the mask logits; attention starting at 1."""
         for module in self.modules():
-            if isinstance(module, MaskGenerator):
-                nn.init.constant_(module.layers[-1].bias, self._gate_bias)
-            elif isinstance(module, AttentionGenerator):
-                nn.init.zeros_(module.layers[-1].weight)
-                nn.init.ones_(module.layers[-1].bias)
+            if isinstance(module, (MaskGenerator, AttentionGenerator)):
+                module.init_output()
 
 
 def _loads_checkpoint(init_cfg) -> bool:
@@ -157,10 +164,6 @@ def _loads_checkpoint(init_cfg) -> bool:
     return any(
         isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'
         for cfg in cfgs)
-
-
-def _is_generator_state(key: str) -> bool:
-    return 'generator' in key
 
 
 def _describe_generators(absent) -> str:

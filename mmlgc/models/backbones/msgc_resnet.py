@@ -8,85 +8,99 @@ input. The stem and the downsample convs stay dense. Parameter names and
 shapes are mmdet's (and torchvision's / mmpretrain's), so dense checkpoints
 load with only the generator keys missing.
 """
+import functools
 from typing import Optional
 
 import torch.utils.checkpoint as cp
-from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
+from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
 from torch import Tensor
 
-from ...complexity import ShapeOf, conv_macs, downsample_macs
+from ...complexity import (ShapeOf, conv_macs, conv_output_size,
+                           downsample_macs)
 from ...layers import MSGCConv2d
-from ...ops.reference import conv_output_size
 from ...registry import MODELS
-from ...utils.checks import (check_divides, check_positive,
-                             check_positive_int, check_resnet_args)
-from .grouped_resnet import GroupedResNetMixin, check_block_conv_cfg
+from ...utils.checks import check_divides, check_positive, check_positive_int
+from .grouped_resnet import (GroupedBlockMixin, GroupedResNet,
+                             grouped_arch_settings)
 from .msgc_base import (DEFAULT_BUDGET, MSGCBackboneMixin, MSGCBlockMixin,
                         density, unread_fraction)
 
 
-class MSGCBasicBlock(MSGCBlockMixin, BasicBlock):
+class _MSGCResBlockMixin(MSGCBlockMixin, GroupedBlockMixin):
+    """MSGC convs in place of the block's convs (``conv2``, the 3x3, is the
+    G-head one; the others read a plain channel mask) and their generators,
+    all conditioned on the block input; mmdet's block arguments pass on.
+
+    Args:
+        heads: groups G of ``conv2``.
+        attention: attention generators for the convs in ``attended``.
+        squeeze: generator squeeze ratio (default ``default_squeeze``).
+        gate_bias, tau, generator_norm_cfg: see :class:`MSGCResNet`.
+    """
+
+    replaced_by = 'the MSGC convs'
+    _convs: tuple = ()
+    #: Indices of the convs that get attention with ``attention=True``.
+    attended: tuple = ()
+    #: The reference's squeeze ratio for this block.
+    default_squeeze: int = 4
+
+    def __init__(self,
+                 inplanes,
+                 planes,
+                 heads=4,
+                 attention=False,
+                 squeeze=None,
+                 gate_bias=2.0,
+                 tau=2 / 3,
+                 generator_norm_cfg=dict(type='BN'),
+                 **kwargs):
+        self._check_heads(heads, planes, 'conv2')
+        super().__init__(inplanes, planes, **kwargs)
+        self.heads = heads
+        self._replace_convs(self._convs, MSGCConv2d.from_conv)
+        # {conv index: (its input channels, groups)}; conv2 is G-head.
+        masks = {
+            i: (getattr(self, name).in_channels, heads if i == 2 else 1)
+            for i, name in enumerate(self._convs, 1)
+        }
+        attended = {i: masks[i] for i in self.attended} if attention else {}
+        self._make_generators(inplanes, masks, attended,
+                              squeeze or self.default_squeeze, gate_bias, tau,
+                              generator_norm_cfg)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Generators run outside the checkpointed part so their cost keeps
+        # its graph under with_cp.
+        masks, attention, generator_macs = self._generate(x)
+        inner = functools.partial(
+            self._inner_forward, masks=masks, attention=attention)
+        if self.with_cp and x.requires_grad:
+            out = cp.checkpoint(inner, x, use_reentrant=False)
+        else:
+            out = inner(x)
+        self.defer_cost(self._report, ShapeOf(x), ShapeOf(out), masks,
+                        attention, generator_macs)
+        return self.relu(out)
+
+
+class MSGCBasicBlock(_MSGCResBlockMixin, BasicBlock):
     """BasicBlock: conv1 masked per input channel, conv2 G-head dynamic.
 
     With ``attention``, both convs get an attention generator, as in the
     reference's BasicBlock.
     """
 
-    def __init__(self,
-                 inplanes,
-                 planes,
-                 stride=1,
-                 dilation=1,
-                 downsample=None,
-                 style='pytorch',
-                 with_cp=False,
-                 conv_cfg=None,
-                 norm_cfg=dict(type='BN'),
-                 dcn=None,
-                 plugins=None,
-                 init_cfg=None,
-                 heads=4,
-                 attention=False,
-                 squeeze=4,
-                 gate_bias=2.0,
-                 tau=2 / 3,
-                 generator_norm_cfg=dict(type='BN')):
-        self._check_unsupported(dcn=dcn, plugins=plugins)
-        check_block_conv_cfg(type(self).__name__, conv_cfg,
-                             'the MSGC convs')
-        self._check_heads(heads, planes, 'conv2')
-        super().__init__(inplanes, planes, stride, dilation, downsample,
-                         style, with_cp, conv_cfg, norm_cfg, dcn, plugins,
-                         init_cfg)
-        self.heads = heads
-        self.conv1 = MSGCConv2d.from_conv(self.conv1)
-        self.conv2 = MSGCConv2d.from_conv(self.conv2)
-        masks = {1: (inplanes, 1), 2: (planes, heads)}
-        self._make_generators(inplanes, masks, masks if attention else {},
-                              squeeze, gate_bias, tau, generator_norm_cfg)
+    _convs = ('conv1', 'conv2')
+    attended = (1, 2)
 
-    def forward(self, x: Tensor) -> Tensor:
-        # Generators run outside the checkpointed part so their cost keeps
-        # its graph under with_cp.
-        masks, attention, generator_macs = self._generate(x)
-        read_by_conv2 = masks[2].amax(1)
-
-        def _inner_forward(x):
-            out = self.conv1(x, self._weighted(masks, attention, 1),
-                             read_by_conv2)
-            out = self.relu(self.norm1(out))
-            out = self.norm2(
-                self.conv2(out, self._weighted(masks, attention, 2)))
-            identity = x if self.downsample is None else self.downsample(x)
-            return out + identity
-
-        if self.with_cp and x.requires_grad:
-            out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
-        else:
-            out = _inner_forward(x)
-        self.defer_cost(self._report, ShapeOf(x), ShapeOf(out), masks,
-                        attention, generator_macs)
-        return self.relu(out)
+    def _inner_forward(self, x, masks, attention):
+        out = self.conv1(x, self._weighted(masks, attention, 1),
+                         masks[2].amax(1))
+        out = self.relu(self.norm1(out))
+        out = self.norm2(self.conv2(out, self._weighted(masks, attention, 2)))
+        identity = x if self.downsample is None else self.downsample(x)
+        return out + identity
 
     def _report(self, x, out, masks, attention, generator_macs):
         size = out.shape[2:]
@@ -105,68 +119,25 @@ class MSGCBasicBlock(MSGCBlockMixin, BasicBlock):
                          x.shape[0])
 
 
-class MSGCBottleneck(MSGCBlockMixin, Bottleneck):
+class MSGCBottleneck(_MSGCResBlockMixin, Bottleneck):
     """Bottleneck: conv1 and conv3 masked per input channel, the 3x3 conv2
     G-head dynamic; attention (optional) on conv2 only, as in the reference.
     """
 
-    def __init__(self,
-                 inplanes,
-                 planes,
-                 stride=1,
-                 dilation=1,
-                 downsample=None,
-                 style='pytorch',
-                 with_cp=False,
-                 conv_cfg=None,
-                 norm_cfg=dict(type='BN'),
-                 dcn=None,
-                 plugins=None,
-                 init_cfg=None,
-                 heads=4,
-                 attention=False,
-                 squeeze=8,
-                 gate_bias=2.0,
-                 tau=2 / 3,
-                 generator_norm_cfg=dict(type='BN')):
-        self._check_unsupported(dcn=dcn, plugins=plugins)
-        check_block_conv_cfg(type(self).__name__, conv_cfg,
-                             'the MSGC convs')
-        self._check_heads(heads, planes, 'conv2')
-        super().__init__(inplanes, planes, stride, dilation, downsample,
-                         style, with_cp, conv_cfg, norm_cfg, dcn, plugins,
-                         init_cfg)
-        self.heads = heads
-        for name in ('conv1', 'conv2', 'conv3'):
-            setattr(self, name, MSGCConv2d.from_conv(getattr(self, name)))
-        masks = {1: (inplanes, 1), 2: (planes, heads), 3: (planes, 1)}
-        self._make_generators(inplanes, masks,
-                              {2: (planes, heads)} if attention else {},
-                              squeeze, gate_bias, tau, generator_norm_cfg)
+    _convs = ('conv1', 'conv2', 'conv3')
+    attended = (2, )
+    default_squeeze = 8
 
-    def forward(self, x: Tensor) -> Tensor:
-        masks, attention, generator_macs = self._generate(x)
-        read_by_conv2 = masks[2].amax(1)
-        read_by_conv3 = masks[3][:, 0]
-
-        def _inner_forward(x):
-            out = self.relu(self.norm1(self.conv1(x, masks[1],
-                                                  read_by_conv2)))
-            out = self.relu(
-                self.norm2(
-                    self.conv2(out, self._weighted(masks, attention, 2),
-                               read_by_conv3)))
-            out = self.norm3(self.conv3(out, masks[3]))
-            identity = x if self.downsample is None else self.downsample(x)
-            return out + identity
-
-        if self.with_cp and x.requires_grad:
-            out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
-        else:
-            out = _inner_forward(x)
-        self.defer_cost(self._report, ShapeOf(x), ShapeOf(out), masks,
-                        attention, generator_macs)
-        return self.relu(out)
+    def _inner_forward(self, x, masks, attention):
+        read_by_conv2, read_by_conv3 = masks[2].amax(1), masks[3][:, 0]
+        out = self.relu(self.norm1(self.conv1(x, masks[1], read_by_conv2)))
+        out = self.relu(
+            self.norm2(
+                self.conv2(out, self._weighted(masks, attention, 2),
+                           read_by_conv3)))
+        out = self.norm3(self.conv3(out, masks[3]))
+        identity = x if self.downsample is None else self.downsample(x)
+        return out + identity
 
     def _report(self, x, out, masks, attention, generator_macs):
         inplanes, width = x.shape[1], self.planes
@@ -197,7 +168,7 @@ class MSGCBottleneck(MSGCBlockMixin, Bottleneck):
 
 
 @MODELS.register_module()
-class MSGCResNet(MSGCBackboneMixin, GroupedResNetMixin, ResNet):
+class MSGCResNet(MSGCBackboneMixin, GroupedResNet):
     """ResNet (depth 18/34/50/101/152) with MSGC blocks; mmdet ResNet's
     arguments and outputs, usable as an mmdet or mmpretrain backbone.
 
@@ -232,13 +203,7 @@ class MSGCResNet(MSGCBackboneMixin, GroupedResNetMixin, ResNet):
     masks are deterministic and its cost still counts toward the budget.
     """
 
-    arch_settings = {
-        18: (MSGCBasicBlock, (2, 2, 2, 2)),
-        34: (MSGCBasicBlock, (3, 4, 6, 3)),
-        50: (MSGCBottleneck, (3, 4, 6, 3)),
-        101: (MSGCBottleneck, (3, 4, 23, 3)),
-        152: (MSGCBottleneck, (3, 8, 36, 3))
-    }
+    arch_settings = grouped_arch_settings(MSGCBasicBlock, MSGCBottleneck)
 
     def __init__(self,
                  depth: int,
@@ -251,18 +216,14 @@ class MSGCResNet(MSGCBackboneMixin, GroupedResNetMixin, ResNet):
                  budget: Optional[dict] = DEFAULT_BUDGET,
                  deploy: bool = False,
                  **kwargs):
-        if depth not in self.arch_settings:
-            raise KeyError(f'invalid depth {depth} for MSGCResNet; choose '
-                           f'from {sorted(self.arch_settings)}')
-        block = self.arch_settings[depth][0]
+        block, widths = self.check_arch(depth, kwargs)
         owner = type(self).__name__
         if squeeze is None:
-            squeeze = 4 if block is MSGCBasicBlock else 8
+            squeeze = block.default_squeeze
             given = f'squeeze={squeeze} (the default at depth {depth})'
         else:
             check_positive_int(owner, 'squeeze', squeeze)
             given = f'squeeze={squeeze}'
-        widths = check_resnet_args(owner, kwargs)
         check_divides(owner, 'heads', heads, widths, 'the stage widths')
         # The generators read each block's input: the stem's output for
         # layer1.0, a stage's output for every other block.
@@ -278,28 +239,14 @@ class MSGCResNet(MSGCBackboneMixin, GroupedResNetMixin, ResNet):
         if generator_norm_cfg == 'same':
             generator_norm_cfg = kwargs.get(
                 'norm_cfg', dict(type='BN', requires_grad=True))
-        self._block_kwargs = dict(
-            heads=heads,
-            attention=attention,
-            squeeze=squeeze,
-            gate_bias=gate_bias,
-            tau=tau,
-            generator_norm_cfg=generator_norm_cfg)
-        super().__init__(depth, **kwargs)
-        if self.deep_stem:
-            raise NotImplementedError(
-                f'{type(self).__name__}: deep_stem=True is not supported: '
-                'the standard stem only')
-        self._setup_msgc(gate_bias, deploy, budget)
-
-    def make_res_layer(self, **kwargs):
-        return super().make_res_layer(**kwargs, **self._block_kwargs)
-
-    def forward(self, x: Tensor):
-        stem = conv_output_size(x.shape[2:], 7, 2, 3, 1)
-        pooled = conv_output_size(stem, 3, 2, 1, 1)
-        # MSGC's convention: stem conv + BN op, 4 ops per max-pool output.
-        stem_macs = (conv_macs(x.shape[1], self.stem_channels, 7, stem) +
-                     4 * self.stem_channels * pooled[0] * pooled[1])
-        self.report_cost(stem_macs, stem_macs, x.shape[0], x.device)
-        return super().forward(x)
+        super().__init__(
+            depth,
+            dict(
+                heads=heads,
+                attention=attention,
+                squeeze=squeeze,
+                gate_bias=gate_bias,
+                tau=tau,
+                generator_norm_cfg=generator_norm_cfg), **kwargs)
+        self._setup_msgc(budget)
+        self.init_deploy(deploy)

@@ -19,52 +19,30 @@ downsample conv, the backbone its stem; see
 :func:`mmlgc.layers.self_grouping.reference_complexity` for the SG-CNN
 reference counter's convention, which the paper's numbers use.
 """
-from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
-from torch import Tensor, nn
+import torch
+from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
+from torch import Tensor
 
-from ...complexity import CostReporter, conv_macs, downsample_macs
-from ...deploy import DeployableBackboneMixin
-from ...layers.self_grouping import GROUPING_STATE, SelfGroupedConv2d
+from ...complexity import collect_costs, downsample_macs
+from ...layers.self_grouping import SelfGroupedConv2d, group_model
 from ...layers.static_groups import fold_output_order
-from ...ops.reference import conv_output_size
 from ...registry import MODELS
-from ...utils.checks import check_resnet_args
-from ..dense_checkpoints import keep_method_state_on_dense_load, plural
-from .grouped_resnet import GroupedResNetMixin, check_block_conv_cfg
+from ..dense_checkpoints import keep_dense_load_grouping_state
+from .grouped_resnet import (GroupedBlockMixin, GroupedResNet,
+                             grouped_arch_settings)
 
 
-class _SGCNNBlockMixin(CostReporter):
+class _SGCNNBlockMixin(GroupedBlockMixin):
     """Swaps the block's convs for self-grouped ones and reports the dense
     downsample conv (the grouped convs report themselves)."""
 
+    replaced_by = 'the self-grouped convs'
+    unsupported_reason = 'its convs are self-grouped plain convs'
     _convs: tuple = ()
 
-    def __init__(self,
-                 inplanes,
-                 planes,
-                 stride=1,
-                 dilation=1,
-                 downsample=None,
-                 style='pytorch',
-                 with_cp=False,
-                 conv_cfg=None,
-                 norm_cfg=dict(type='BN'),
-                 dcn=None,
-                 plugins=None,
-                 init_cfg=None):
-        used = [k for k, v in dict(dcn=dcn, plugins=plugins).items() if v]
-        if used:
-            raise NotImplementedError(
-                f'{type(self).__name__} does not support {", ".join(used)}: '
-                'its convs are self-grouped plain convs')
-        check_block_conv_cfg(type(self).__name__, conv_cfg,
-                             'the self-grouped convs')
-        super().__init__(inplanes, planes, stride, dilation, downsample,
-                         style, with_cp, conv_cfg, norm_cfg, None, None,
-                         init_cfg)
-        for name in self._convs:
-            setattr(self, name, SelfGroupedConv2d.from_conv(getattr(
-                self, name)))
+    def __init__(self, inplanes, planes, **kwargs):
+        super().__init__(inplanes, planes, **kwargs)
+        self._replace_convs(self._convs, SelfGroupedConv2d.from_conv)
 
     def forward(self, x: Tensor) -> Tensor:
         out = super().forward(x)
@@ -77,6 +55,15 @@ class _SGCNNBlockMixin(CostReporter):
     def grouped_convs(self):
         """The block's convs in data-flow order."""
         return [getattr(self, name) for name in self._convs]
+
+    def fold_group_orders(self):
+        """Within a block only elementwise ops (folded BN, ReLU) sit between
+        consecutive convs, each the single reader of the previous one's
+        output: fold those reorders. The last conv's output meets the
+        shortcut and keeps its ``index_select``."""
+        convs = self.grouped_convs
+        for producer, consumer in zip(convs[:-1], convs[1:]):
+            fold_output_order(producer, consumer)
 
 
 class SGCNNBasicBlock(_SGCNNBlockMixin, BasicBlock):
@@ -92,8 +79,7 @@ class SGCNNBottleneck(_SGCNNBlockMixin, Bottleneck):
 
 
 @MODELS.register_module()
-class SGCNNResNet(DeployableBackboneMixin, CostReporter, GroupedResNetMixin,
-                  ResNet):
+class SGCNNResNet(GroupedResNet):
     """ResNet (depth 18/34/50/101/152) with self-grouped block convs;
     mmdet ResNet's arguments and outputs, usable as an mmdet or mmpretrain
     backbone.
@@ -119,55 +105,28 @@ class SGCNNResNet(DeployableBackboneMixin, CostReporter, GroupedResNetMixin,
     feeds the residual add and keeps one ``index_select``.
     """
 
-    arch_settings = {
-        18: (SGCNNBasicBlock, (2, 2, 2, 2)),
-        34: (SGCNNBasicBlock, (3, 4, 6, 3)),
-        50: (SGCNNBottleneck, (3, 4, 6, 3)),
-        101: (SGCNNBottleneck, (3, 4, 23, 3)),
-        152: (SGCNNBottleneck, (3, 8, 36, 3))
-    }
+    arch_settings = grouped_arch_settings(SGCNNBasicBlock, SGCNNBottleneck)
 
     def __init__(self, depth: int, deploy: bool = False, **kwargs):
-        if depth not in self.arch_settings:
-            raise KeyError(f'invalid depth {depth} for SGCNNResNet; choose '
-                           f'from {sorted(self.arch_settings)}')
-        check_resnet_args(type(self).__name__, kwargs)
-        super().__init__(depth, **kwargs)
-        if self.deep_stem:
-            raise NotImplementedError(
-                f'{type(self).__name__}: deep_stem=True is not supported: '
-                'the standard stem only')
+        super().__init__(depth, {}, **kwargs)
         keep_dense_load_grouping_state(self)
-        self.deploy = False
-        if deploy:
-            self.switch_to_deploy()
+        self.init_deploy(deploy)
 
-    def forward(self, x: Tensor):
-        stem = conv_output_size(x.shape[2:], 7, 2, 3, 1)
-        pooled = conv_output_size(stem, 3, 2, 1, 1)
-        # MSGC's convention: stem conv + BN op, 4 ops per max-pool output.
-        stem_macs = (conv_macs(x.shape[1], self.stem_channels, 7, stem) +
-                     4 * self.stem_channels * pooled[0] * pooled[1])
-        self.report_cost(stem_macs, stem_macs, x.shape[0], x.device)
-        return super().forward(x)
-
-    def fold_group_orders(self):
-        """Within a block only elementwise ops (folded BN, ReLU) sit between
-        consecutive convs, each the single reader of the previous one's
-        output: fold those reorders. The last conv's output meets the
-        shortcut and keeps its ``index_select``."""
-        for name in self.res_layers:
-            for block in getattr(self, name):
-                convs = block.grouped_convs
-                for producer, consumer in zip(convs[:-1], convs[1:]):
-                    fold_output_order(producer, consumer)
-
-
-def keep_dense_load_grouping_state(module: nn.Module) -> None:
-    """A dense checkpoint loads into ``module`` (a backbone or head); its
-    self-grouped layers stay dense, said in one log line."""
-    keep_method_state_on_dense_load(
-        module, lambda key: key.rpartition('.')[2] in GROUPING_STATE,
-        lambda absent: 'self-grouping state for ' + plural(
-            len({k.rpartition('.')[0] for k in absent}), 'layer') +
-        f' ({len(absent)} tensors: masks and grouped ratios)')
+    @torch.no_grad()
+    def calibrate_untrained(self, x, target, seed):
+        """Self-group every grouped conv in one step to the pruned fraction
+        ``r`` that brings the MACs ratio measured on ``x`` to ``target``:
+        the ratio falls linearly in ``r`` by the grouped convs' connection
+        MACs (their BN op stays). Returns (r, ratio)."""
+        self(x)
+        costs = collect_costs(self)
+        grouped = 0.0
+        for module in self.modules():
+            if isinstance(module, SelfGroupedConv2d):
+                record = module.last_cost
+                k2c = module.weight[0].numel()
+                grouped += record.dense * k2c / (k2c + 1)  # without BN op
+        ratio = min(max((1 - target) * costs.dense / grouped, 0.01), 0.99)
+        group_model(self, ratio, seed=seed)
+        self(x)
+        return ratio, collect_costs(self).ratio.item()

@@ -4,7 +4,7 @@ from mmpretrain.models.heads import LinearClsHead
 
 from ...layers.self_grouping import SelfGroupedLinear
 from ...registry import MODELS
-from ..backbones.sgcnn_resnet import keep_dense_load_grouping_state
+from ..dense_checkpoints import keep_dense_load_grouping_state
 
 
 @MODELS.register_module()

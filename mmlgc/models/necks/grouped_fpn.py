@@ -25,7 +25,7 @@ What the necks share with the grouped backbones:
 * Dense checkpoints: an mmdet ``FPN`` state dict loads; the tensors only the
   grouped convs have keep their initialisation (one log line).
 """
-from typing import Callable, Sequence
+from typing import Callable
 
 from mmdet.models.necks import FPN
 from torch import nn
@@ -33,7 +33,6 @@ from torch import nn
 from ...complexity import CostReporter, conv_macs
 from ...deploy import DeployableBackboneMixin
 from ...layers import DGCConv, FLGCConv2d, MSGCConv2d, SelfGatedMSGCConv2d
-from ...layers.flgc import GROUP_LOGITS_KEY
 from ...registry import MODELS
 from ...utils.checks import (check_divides, check_fraction, check_positive,
                              check_positive_int)
@@ -44,12 +43,11 @@ class _GroupedFPNMixin(DeployableBackboneMixin, CostReporter):
     """Conv replacement, the cost of the convs left dense, dense
     checkpoints and ``deploy`` for an mmdet ``FPN`` subclass.
 
-    Subclasses set ``state_markers`` (substrings of the state-dict keys a
-    dense FPN lacks) and ``count_norm_ops`` (their method's convention for
-    a norm after a conv).
+    Subclasses set ``count_norm_ops`` (their method's convention for a norm
+    after a conv); what a dense FPN lacks, the grouped convs declare
+    (``method_state``).
     """
 
-    state_markers: Sequence[str] = ()
     count_norm_ops: bool = True
 
     def _replace_convs(self, make: Callable[[nn.Conv2d], nn.Conv2d],
@@ -66,11 +64,7 @@ class _GroupedFPNMixin(DeployableBackboneMixin, CostReporter):
                     if hasattr(module.conv, flag):
                         setattr(module.conv, flag, self.count_norm_ops
                                 and module.with_norm)
-        markers = self.state_markers
-        keep_method_state_on_dense_load(
-            self, lambda key: any(marker in key for marker in markers),
-            lambda absent: f'{len(absent)} tensors of the grouped convs '
-            f'({", ".join(markers)})')
+        keep_method_state_on_dense_load(self, _describe_conv_state)
         # FPN's default init_cfg (Xavier on layer='Conv2d') matches a module
         # by its class or direct bases' names, which misses the MSGC convs
         # (a Conv2d two levels up): name them too, so the grouped convs start
@@ -148,7 +142,6 @@ class MSGCFPN(_GroupedFPNMixin, FPN):
             ``tools/deploy.py`` output loads.
     """
 
-    state_markers = ('mask_generator', 'attention_generator')
     sparse_types = (MSGCConv2d, )
 
     def __init__(self,
@@ -223,8 +216,6 @@ class DGCFPN(_GroupedFPNMixin, FPN):
         deploy: build the deployed structure (norms folded, sparse eval).
     """
 
-    state_markers = ('.pre_norm.', 'saliency_generator', 'pruned_channels',
-                     'threshold')
     # DGC's counter does not count BN.
     count_norm_ops = False
     sparse_types = (DGCConv, )
@@ -286,8 +277,6 @@ class FLGCFPN(_GroupedFPNMixin, FPN):
         deploy: build the deployed structure (ragged group convs).
     """
 
-    state_markers = (GROUP_LOGITS_KEY, )
-
     def __init__(self,
                  in_channels,
                  out_channels,
@@ -308,3 +297,10 @@ class FLGCFPN(_GroupedFPNMixin, FPN):
             lambda conv: FLGCConv2d.from_conv(conv, **options),
             grouped_laterals)
         self._setup_deploy(deploy)
+
+
+def _describe_conv_state(absent) -> str:
+    # 'fpn_convs.0.conv.pre_norm.weight' -> 'pre_norm'
+    names = dict.fromkeys(
+        k.split('.conv.', 1)[-1].split('.', 1)[0] for k in absent)
+    return f'{len(absent)} tensors of the grouped convs ({", ".join(names)})'
