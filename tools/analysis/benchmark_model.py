@@ -94,6 +94,7 @@ from mmlgc.ops.timing import time_interleaved, warn_if_noisy
 from mmlgc.models import (DGCResNet, FLGCMobileNetV2, FLGCResNet,
                           MSGCMobileNetV2, MSGCResNet, SGCNNResNet)
 from mmlgc.registry import MODELS
+from mmlgc.utils.checkpoint_checks import enable_checkpoint_checks
 from mmlgc.utils.config import build_model, load_config
 from mmlgc.utils.inputs import random_batch, test_set_batches
 
@@ -348,6 +349,8 @@ def inputs_size(inputs):
 
 def main():
     args = parse_args()
+    # Bad checkpoints are clear errors in every mmlgc tool (not on import).
+    enable_checkpoint_checks()
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
