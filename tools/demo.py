@@ -200,13 +200,9 @@ def pretrained_parts(config):
     method groups the classifier too, as SG-CNN) initialised from a
     checkpoint: the demo points them all at the one it passes in."""
     from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(REPO, config))
-    parts = []
-    for part in ('backbone', 'head'):
-        init = (cfg.model.get(part) or {}).get('init_cfg') or {}
-        if isinstance(init, dict) and init.get('type') == 'Pretrained':
-            parts.append(part)
-    return parts
+
+    from mmlgc.utils.config import pretrained_parts as parts_of
+    return parts_of(Config.fromfile(osp.join(REPO, config)))
 
 
 def starts_from_dense(config):

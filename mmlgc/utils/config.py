@@ -60,3 +60,15 @@ def build_model(cfg: Config, model_cfg: Optional[dict] = None):
                              cfg.data_preprocessor.copy())
     with DefaultScope.overwrite_default_scope(scope):
         return registry.build(model_cfg)
+
+
+def pretrained_parts(cfg: Config) -> list:
+    """The parts of ``cfg.model`` (``backbone``, ``head``) that initialise
+    from a checkpoint (``init_cfg=dict(type='Pretrained', ...)``): where a
+    tool that starts a run from another run's checkpoint points them."""
+    parts = []
+    for part in ('backbone', 'head'):
+        init = (cfg.model.get(part) or {}).get('init_cfg') or {}
+        if isinstance(init, dict) and init.get('type') == 'Pretrained':
+            parts.append(part)
+    return parts

@@ -209,13 +209,9 @@ def data_options(data):
 def pretrained_parts(config):
     """The parts (backbone, head) a config initialises from a checkpoint."""
     from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(REPO, config))
-    parts = []
-    for part in ('backbone', 'head'):
-        init = (cfg.model.get(part) or {}).get('init_cfg') or {}
-        if isinstance(init, dict) and init.get('type') == 'Pretrained':
-            parts.append(part)
-    return parts
+
+    from mmlgc.utils.config import pretrained_parts as parts_of
+    return parts_of(Config.fromfile(osp.join(REPO, config)))
 
 
 def build_model(point):
