@@ -18,6 +18,7 @@ from mmlgc.utils.checkpoint_checks import (CheckpointError,
                                            CheckpointMismatchError,
                                            check_config_checkpoints,
                                            checkpoint_checks_enabled,
+                                           disable_checkpoint_checks,
                                            enable_checkpoint_checks)
 
 TINY = dict(base_channels=8, stem_channels=8)
@@ -306,7 +307,10 @@ def test_the_hook_enables_the_checks_before_the_run_loads(
     ``before_run`` before it initialises or loads weights)."""
     from mmlgc.engine import CheckpointChecksHook
     monkeypatch.undo()
+    # mmengine's own loaders, whatever enabled the checks earlier in this
+    # process (a Runner of an mmlgc config does); put back after the test
     _keep_mmengine_loaders(monkeypatch)
+    disable_checkpoint_checks()
     assert not checkpoint_checks_enabled()
     r50 = _save(tmp_path / 'r50.pth', ResNet(50, **TINY).state_dict(),
                 'backbone.')

@@ -346,6 +346,11 @@ def checkpoint_checks_enabled() -> bool:
                    '_mmlgc_checked', False)
 
 
+#: mmengine's own loaders, kept by :func:`enable_checkpoint_checks` for
+#: :func:`disable_checkpoint_checks`.
+_mmengine_loaders: dict = {}
+
+
 def enable_checkpoint_checks(log: bool = True) -> None:
     """Install the checks into ``mmengine.runner.checkpoint``, for the rest
     of the process (idempotent, logged once).
@@ -361,6 +366,11 @@ def enable_checkpoint_checks(log: bool = True) -> None:
     from mmengine.runner import checkpoint as mmengine_checkpoint
     loader = mmengine_checkpoint.CheckpointLoader
     original = loader.load_checkpoint.__func__
+    _mmengine_loaders.update(
+        load_checkpoint=loader.__dict__['load_checkpoint'],
+        load_state_dict=mmengine_checkpoint.load_state_dict,
+        _load_checkpoint_with_prefix=(
+            mmengine_checkpoint._load_checkpoint_with_prefix))
 
     def load_checkpoint(cls, filename, map_location=None, logger='current'):
         return checked_load_checkpoint(cls, original, filename, map_location,
@@ -376,6 +386,21 @@ def enable_checkpoint_checks(log: bool = True) -> None:
             'mmlgc checkpoint checks enabled: unreadable checkpoints and '
             'checkpoints of another architecture are errors '
             '(mmlgc.utils.checkpoint_checks)', logger='current')
+
+
+def disable_checkpoint_checks() -> None:
+    """Put mmengine's own loaders back (undoes
+    :func:`enable_checkpoint_checks`; for tests that need the process as
+    mmengine leaves it, whatever ran before them)."""
+    if not checkpoint_checks_enabled() or not _mmengine_loaders:
+        return
+    from mmengine.runner import checkpoint as mmengine_checkpoint
+    mmengine_checkpoint.CheckpointLoader.load_checkpoint = \
+        _mmengine_loaders['load_checkpoint']
+    mmengine_checkpoint.load_state_dict = _mmengine_loaders['load_state_dict']
+    mmengine_checkpoint._load_checkpoint_with_prefix = _mmengine_loaders[
+        '_load_checkpoint_with_prefix']
+    _mmengine_loaders.clear()
 
 
 def local_checkpoints_in_config(cfg,
