@@ -20,6 +20,7 @@ from mmlgc.utils.checkpoint_checks import (CheckpointError,
                                            check_config_checkpoints)
 from mmlgc.utils.cli import add_runner_args, parse_runner_args
 from mmlgc.utils.config import load_config
+from mmlgc.utils.distributed import release_process_group
 from mmlgc.utils.runtime import describe_runtime, enable_tool_safeguards
 
 
@@ -154,6 +155,7 @@ def main():
         runner.test_evaluator.metrics.append(dump_metric(cfg, args.out))
 
     runner.test()
+    release_process_group()
 
 
 if __name__ == '__main__':

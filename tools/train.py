@@ -21,6 +21,7 @@ from mmlgc.utils.checkpoint_checks import (CheckpointError,
                                            check_config_checkpoints)
 from mmlgc.utils.cli import add_runner_args, parse_runner_args
 from mmlgc.utils.config import load_config
+from mmlgc.utils.distributed import release_process_group
 from mmlgc.utils.runtime import describe_runtime, enable_tool_safeguards
 
 
@@ -105,6 +106,7 @@ def main():
         runner = RUNNERS.build(cfg)
     runner.logger.info(describe_runtime(cfg, tool_wide))
     runner.train()
+    release_process_group()
 
 
 if __name__ == '__main__':

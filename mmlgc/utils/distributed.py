@@ -91,3 +91,15 @@ def setup_cpu_distributed(cfg) -> None:
         # mmengine pins each process to a GPU before init_process_group.
         with mock.patch.object(torch.cuda, 'set_device', lambda device: None):
             init_dist(launcher, **dist_cfg)
+
+
+def release_process_group() -> None:
+    """Destroy the default process group, if any, before the interpreter
+    exits. Gloo's worker threads may still hold tensors when a process ends
+    without it, and their clean-up during interpreter shutdown can abort the
+    process (SIGABRT, "terminate called without an active exception") after
+    its work is done, failing the launcher. mmengine's Runner leaves the
+    group alive, so the tools release it when their run ends."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
