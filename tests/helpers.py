@@ -1,11 +1,23 @@
 """Helpers the tests share (fixtures live in conftest.py): import them as
 ``from helpers import ...`` (tests/ is on sys.path beside conftest.py)."""
+import importlib.util
 import os.path as osp
 import pickle
 
 import torch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def load_tool(path: str):
+    """A repository script (``'tools/deploy.py'``) as a module, to call its
+    functions in-process; a fresh module object each call, so a test may
+    replace its attributes."""
+    name = osp.splitext(osp.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def data_options(tiny_shapes, task, two_stage=False):

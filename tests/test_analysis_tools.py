@@ -5,7 +5,7 @@ import os.path as osp
 
 import pytest
 import torch
-from helpers import data_options
+from helpers import data_options, load_tool
 
 from mmlgc.utils.config import build_model, load_config
 
@@ -107,13 +107,7 @@ def test_visualize_groups_writes_the_plots(config, run_tool, tiny_shapes,
 
 
 def _converter():
-    import importlib.util
-    path = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                    'tools/model_converters/classifier2mmlgc.py')
-    spec = importlib.util.spec_from_file_location('classifier2mmlgc', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/model_converters/classifier2mmlgc.py')
 
 
 def _randomise_bn(model):
@@ -251,12 +245,7 @@ def test_tensorboard_backend_logs_budget_scalars(run_tool, tiny_shapes,
 
 
 def _benchmark_tool():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_model', 'tools/analysis/benchmark_model.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+    return load_tool('tools/analysis/benchmark_model.py')
 
 
 def test_benchmark_model_times_a_grouped_neck_against_mmdet_fpn(

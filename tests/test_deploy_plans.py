@@ -2,19 +2,16 @@
 pick (every forced candidate vs the masked reference form), and
 ``tools/deploy.py --plan-sizes`` caches the plans on disk."""
 import copy
-import importlib.util
 import json
-import os.path as osp
 
 import pytest
 import torch
+from helpers import load_tool
 
 from mmlgc.deploy import deploy_model
 from mmlgc.layers.self_grouping import group_model
 from mmlgc.models import DGCResNet, FLGCResNet, MSGCResNet, SGCNNResNet
 from mmlgc.ops import plans
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 @pytest.fixture(autouse=True)
@@ -62,10 +59,7 @@ def test_every_forced_plan_matches_the_masked_form(kind):
 
 
 def test_deploy_tool_measures_and_caches_plans(plan_cache, monkeypatch):
-    spec = importlib.util.spec_from_file_location(
-        'deploy_tool', osp.join(ROOT, 'tools', 'deploy.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('tools/deploy.py')
     model = _backbone('sgcnn').eval()
     deploy_model(model)
     with torch.no_grad():

@@ -1,22 +1,15 @@
 """tools/analysis/speed_table.py: which benchmarks it runs (resume, --skip)
 and the table it builds from benchmark_model.py's records. The benchmark
 itself is replaced by a fake that writes a record, so nothing is timed."""
-import importlib.util
 import json
-import os.path as osp
 
 import pytest
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from helpers import load_tool
 
 
 @pytest.fixture
 def speed_table():
-    spec = importlib.util.spec_from_file_location(
-        'speed_table', osp.join(REPO, 'tools', 'analysis', 'speed_table.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/analysis/speed_table.py')
 
 
 def timing(ms, spread=0.1):

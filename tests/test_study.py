@@ -3,22 +3,17 @@ resume after an interruption, aggregation over seeds and the outputs. The
 tools it calls (train, get_flops, benchmark) are replaced by a fake that
 writes what they would, so nothing trains here."""
 import csv
-import importlib.util
 import json
 import os
 import os.path as osp
 
 import pytest
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from helpers import load_tool
 
 
 @pytest.fixture
 def study():
-    spec = importlib.util.spec_from_file_location(
-        'study', osp.join(REPO, 'tools', 'analysis', 'study.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_tool('tools/analysis/study.py')
     # no config is parsed nor model built: every point initialises its
     # backbone from the dense checkpoint; plain backbones count 100 MACs
     module.pretrained_parts = lambda config: ['backbone']
