@@ -1,4 +1,3 @@
-import os
 import os.path as osp
 import subprocess
 import sys
@@ -13,13 +12,9 @@ def plan_cache(tmp_path_factory):
     inherit the environment) go to a cache of their own, not the user's
     ~/.cache/mmlgc/plans.json."""
     path = str(tmp_path_factory.mktemp('plans') / 'plans.json')
-    previous = os.environ.get('MMLGC_PLAN_CACHE')
-    os.environ['MMLGC_PLAN_CACHE'] = path
-    yield path
-    if previous is None:
-        os.environ.pop('MMLGC_PLAN_CACHE', None)
-    else:
-        os.environ['MMLGC_PLAN_CACHE'] = previous
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv('MMLGC_PLAN_CACHE', path)
+        yield path
 
 
 @pytest.fixture(scope='session')
