@@ -215,18 +215,16 @@ def pretrained_parts(config):
 
 
 def build_model(point):
-    """The point's classifier (mmpretrain's registry; mmlgc's modules
-    registered when its config imports them), its options applied."""
-    from mmengine.config import Config, DictAction
-    from mmpretrain.registry import MODELS
-    from mmpretrain.utils import register_all_modules
-    register_all_modules()
-    cfg = Config.fromfile(osp.join(REPO, point['config']))
-    if cfg.get('custom_imports'):
-        import mmlgc  # noqa: F401
-    cfg.merge_from_dict({k: DictAction._parse_iterable(v) for k, v in (
-        o.split('=', 1) for o in point['options'])})
-    return MODELS.build(cfg.model)
+    """The point's classifier, its options applied, built as mmlgc's tools
+    build models (:func:`mmlgc.utils.config.build_model`)."""
+    from mmengine.config import DictAction
+
+    import mmlgc  # noqa: F401  (registers mmlgc's modules)
+    from mmlgc.utils.config import build_model as build
+    from mmlgc.utils.config import load_config
+    options = {k: DictAction._parse_iterable(v) for k, v in (
+        o.split('=', 1) for o in point['options'])}
+    return build(load_config(osp.join(REPO, point['config']), options))
 
 
 def plain_backbone_macs(point, size):
