@@ -19,6 +19,7 @@ import math
 from typing import Iterable, List, Optional
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from torch import Tensor, nn
@@ -128,6 +129,17 @@ class DGCConv(CostReporter, nn.Conv2d):
             (no ``pre_norm``, no ReLU): for convs whose dense counterpart
             reads unrectified features, e.g. an FPN's output convs on the
             lateral sums (:class:`mmlgc.models.DGCFPN`).
+        start_as_dense: start as the dense conv it replaces, for training
+            from a dense checkpoint (not DGC's from-scratch init): the
+            saliencies start at exactly 1 (:class:`SaliencyGenerator`'s
+            ``uniform_start``), and at its first training batch a
+            pre-activation BN still at its initial statistics takes that
+            batch's per-channel mean and standard deviation as its bias and
+            weight (a data-dependent init, as Glow's ActNorm; averaged over
+            the processes of a distributed run), so that BN -> ReLU passes
+            a non-negative input (every DGC conv of a ResNet reads a ReLU's
+            output) through unchanged. With ``k = 0``, as DGC's schedule
+            starts, the layer then computes the dense conv.
     """
 
     MODES = ('head', 'global')
@@ -154,7 +166,8 @@ class DGCConv(CostReporter, nn.Conv2d):
                  mode: str = 'head',
                  tie_break: str = 'index',
                  norm_cfg: dict = dict(type='BN'),
-                 pre_activation: bool = True):
+                 pre_activation: bool = True,
+                 start_as_dense: bool = False):
         owner = type(self).__name__
         check_divides(owner, 'heads', heads, [out_channels],
                       'the output channels')
@@ -168,9 +181,17 @@ class DGCConv(CostReporter, nn.Conv2d):
         self.pre_activation = pre_activation
         if pre_activation:
             self.pre_norm = build_norm_layer(norm_cfg, in_channels)[1]
+            if start_as_dense and not has_running_statistics(self.pre_norm):
+                raise ValueError(
+                    f'{owner}: start_as_dense=True sets the pre-activation '
+                    'norm from batch statistics, which '
+                    f'norm_cfg={norm_cfg!r} ({type(self.pre_norm).__name__})'
+                    ' does not keep: use a BN type')
+        self.start_as_dense = start_as_dense
         self.saliency_generator = SaliencyGenerator(
             in_channels, heads, generator_squeeze(owner, in_channels,
-                                                  squeeze))
+                                                  squeeze),
+            uniform_start=start_as_dense)
         self.gate = TopKSaliencyGate(tie_break)
         # k (channels each head drops per sample) and DGC-G's threshold:
         # persistent, so eval and a resumed run use what training reached.
@@ -224,6 +245,9 @@ class DGCConv(CostReporter, nn.Conv2d):
         if self.padding_mode != 'zeros':
             raise NotImplementedError('DGCConv supports zero padding only')
         if self.pre_activation:
+            if (self.start_as_dense and self.training
+                    and at_initial_statistics(self.pre_norm)):
+                self._pass_through_pre_norm(x)
             x = F.relu(self.pre_norm(x))
         saliency = self.saliency_generator(x.mean((2, 3)))
         self.saliency_l1 = saliency.mean((0, 2)).sum()
@@ -240,6 +264,23 @@ class DGCConv(CostReporter, nn.Conv2d):
                               conv / (self.heads * self.in_channels))
         self._report(x, mask, conv)
         return out
+
+    @torch.no_grad()
+    def _pass_through_pre_norm(self, x: Tensor) -> None:
+        """``start_as_dense``: the pre-activation BN's affine and running
+        statistics from ``x``'s per-channel moments, so that it maps ``x``
+        (this batch exactly) to itself."""
+        moments = torch.stack([x.mean((0, 2, 3)), x.square().mean((0, 2, 3))])
+        if dist.is_available() and dist.is_initialized():
+            # Every process the same parameters, as DDP assumes.
+            dist.all_reduce(moments)
+            moments /= dist.get_world_size()
+        mean, var = moments[0], (moments[1] - moments[0].square()).clamp_(0)
+        norm = self.pre_norm
+        norm.weight.copy_((var + norm.eps).sqrt())
+        norm.bias.copy_(mean)
+        norm.running_mean.copy_(mean)
+        norm.running_var.copy_(var)
 
     def _grouped_conv(self, x: Tensor, mask: Tensor) -> Tensor:
         g, o = self.heads, self.out_channels
@@ -379,3 +420,16 @@ class GlobalThreshold:
         if torch.isinf(values).any():
             return float('-inf')
         return float(values.mean())
+
+
+def has_running_statistics(norm: nn.Module) -> bool:
+    """Whether a norm keeps running statistics (BN, SyncBN; not GN, LN)."""
+    return getattr(norm, 'running_mean', None) is not None
+
+
+def at_initial_statistics(norm: nn.Module) -> bool:
+    """A BN's running statistics never updated nor loaded (mean 0, var
+    1); False for norms without running statistics (GN, LN)."""
+    if not has_running_statistics(norm):
+        return False
+    return bool(norm.running_mean.eq(0).all() and norm.running_var.eq(1).all())

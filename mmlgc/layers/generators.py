@@ -162,14 +162,17 @@ class SaliencyGenerator(nn.Module):
         squeeze: hidden width ``C // squeeze`` (the caller applies DGC's
             "16, or 8 when C < 80").
         bias_init: initial FC2 bias (1 in DGC: every channel starts salient).
+        uniform_start: FC2's weight starts at 0, so every saliency starts
+            at exactly ``bias_init`` whatever the input (the reference:
+            Kaiming normal, saliencies ``1 ±`` O(1) per sample and channel).
     """
 
     def __init__(self, in_channels: int, heads: int = 4, squeeze: int = 16,
-                 bias_init: float = 1.0):
+                 bias_init: float = 1.0, uniform_start: bool = False):
         super().__init__()
         hidden = hidden_width(type(self).__name__, in_channels, squeeze)
         self.in_channels, self.heads, self.hidden = in_channels, heads, hidden
-        self.bias_init = bias_init
+        self.bias_init, self.uniform_start = bias_init, uniform_start
         self.fc1_weight = nn.Parameter(torch.empty(heads, hidden, in_channels))
         self.fc2_weight = nn.Parameter(torch.empty(heads, in_channels, hidden))
         self.fc2_bias = nn.Parameter(torch.empty(heads, in_channels))
@@ -180,6 +183,9 @@ class SaliencyGenerator(nn.Module):
         for weight in (self.fc1_weight, self.fc2_weight):
             for head in weight:
                 nn.init.kaiming_normal_(head)
+        if self.uniform_start:
+            # FC1 still gets its gradient once FC2 has moved off 0.
+            nn.init.zeros_(self.fc2_weight)
         nn.init.constant_(self.fc2_bias, self.bias_init)
 
     def forward(self, pooled: Tensor) -> Tensor:

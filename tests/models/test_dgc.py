@@ -427,6 +427,56 @@ def test_dense_checkpoint_loads_with_only_dgc_keys_missing(
         any(m in k for m in dgc_resnet.DGC_KEYS) for k in new), new
 
 
+@pytest.mark.parametrize('depth', [18, 50])
+def test_start_as_dense_computes_the_dense_network_until_pruning(depth):
+    torch.manual_seed(0)
+    dense = ResNet(depth=depth, base_channels=16, norm_eval=False)
+    dense.train()  # mmdet's train() returns None
+    started = _small(depth, start_as_dense=True).train()
+    reference_init = _small(depth).train()
+    for model in (started, reference_init):
+        model.load_state_dict(dense.state_dict(), strict=False)
+    # float64: batch-statistics BNs over 1x1 maps amplify rounding.
+    for model in (dense, started, reference_init):
+        model.double()
+    x = torch.rand(4, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        expected = dense(x)
+        for out, ref in zip(started(x), expected):
+            torch.testing.assert_close(out, ref)
+        # DGC's own init rescales every conv's input at random.
+        assert not torch.allclose(reference_init(x)[-1], expected[-1],
+                                  rtol=1e-2, atol=1e-2)
+    # Set once, from the first training batch: a later batch, eval mode
+    # or a DGC checkpoint (statistics loaded) leaves the norms alone.
+    norm = started.layer2[0].conv1.pre_norm
+    weight, mean = norm.weight.clone(), norm.running_mean.clone()
+    torch.testing.assert_close(
+        mean, F.relu(dense.layer1(dense.maxpool(dense.relu(dense.norm1(
+            dense.conv1(x)))))).mean((0, 2, 3)))
+    with torch.no_grad():
+        started(x * 2)
+    torch.testing.assert_close(norm.weight, weight)
+    loaded = _small(depth, start_as_dense=True).double()
+    loaded.load_state_dict(started.state_dict())
+    with torch.no_grad():
+        loaded.train()(x * 2)
+    torch.testing.assert_close(loaded.layer2[0].conv1.pre_norm.weight,
+                               weight)
+    # The saliencies start at 1, and learn.
+    generator = started.layer2[0].conv1.saliency_generator
+    assert generator.fc2_weight.abs().sum() == 0
+    _set_progress(started, 1.0)
+    started(x)[-1].sum().backward()
+    assert generator.fc2_weight.grad.abs().sum() > 0
+
+
+def test_start_as_dense_needs_a_norm_with_statistics():
+    with pytest.raises(ValueError, match='start_as_dense=True.*GroupNorm'):
+        DGCConv(16, 16, 3, start_as_dense=True,
+                norm_cfg=dict(type='GN', num_groups=4))
+
+
 def test_with_cp_keeps_saliency_gradient():
     torch.manual_seed(0)
     model = _small(with_cp=True).train()

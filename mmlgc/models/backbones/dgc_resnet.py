@@ -34,7 +34,8 @@ from torch import Tensor, nn
 
 from ...complexity import conv_output_size
 from ...layers import DGCConv
-from ...layers.dgc import RAMP_BEGIN, RAMP_END, generator_squeeze
+from ...layers.dgc import (RAMP_BEGIN, RAMP_END, at_initial_statistics,
+                           generator_squeeze)
 from ...registry import MODELS
 from ...utils.checks import check_divides, check_fraction
 from ..dense_checkpoints import keep_method_state_on_dense_load
@@ -60,7 +61,8 @@ class _DGCBlockMixin(GroupedBlockMixin):
     reports the ReLUs between them (the DGC convs report themselves).
 
     Args:
-        heads, keep, squeeze, mode, tie_break: :class:`DGCConv`'s.
+        heads, keep, squeeze, mode, tie_break, start_as_dense:
+            :class:`DGCConv`'s.
         dgc_norm_cfg: its pre-activation norm.
         **kwargs: mmdet's block arguments.
     """
@@ -77,6 +79,7 @@ class _DGCBlockMixin(GroupedBlockMixin):
                  mode='head',
                  tie_break='index',
                  dgc_norm_cfg=dict(type='BN'),
+                 start_as_dense=False,
                  **kwargs):
         super().__init__(inplanes, planes, **kwargs)
 
@@ -88,7 +91,8 @@ class _DGCBlockMixin(GroupedBlockMixin):
                 squeeze=squeeze,
                 mode=mode,
                 tie_break=tie_break,
-                norm_cfg=dgc_norm_cfg)
+                norm_cfg=dgc_norm_cfg,
+                start_as_dense=start_as_dense)
 
         self._replace_convs(self._convs, to_dgc)
         if self.downsample is not None:
@@ -178,6 +182,14 @@ class DGCResNet(TrainingSignalMixin, GroupedResNet):
             too; ``train()`` then refuses pre-activation norms still at their
             initial statistics (non-finite outputs) and says what to set.
             Frozen stages keep theirs frozen.
+        start_as_dense: for training from a dense checkpoint: what it lacks
+            starts as an identity, so that the network computes the dense
+            one until the schedule starts pruning (saliencies exactly 1,
+            each pre-activation BN set from its first training batch to
+            pass its input through; :class:`DGCConv`). False (default) is
+            DGC's from-scratch init, under which a dense network's features
+            are rescaled at random in every conv: on the shapes task one
+            epoch from the dense checkpoint then stayed at chance.
         schedule: DGC's pruning schedule and saliency loss, applied whenever
             an mmengine Runner trains the backbone, with no hook in the
             config: keys ``loss_weight`` (1e-5), ``ramp_begin`` (1/12),
@@ -212,6 +224,7 @@ class DGCResNet(TrainingSignalMixin, GroupedResNet):
                  tie_break: str = 'index',
                  dgc_norm_cfg='same',
                  dgc_norm_eval: bool = False,
+                 start_as_dense: bool = False,
                  schedule: Optional[dict] = DEFAULT_SCHEDULE,
                  deploy: bool = False,
                  **kwargs):
@@ -235,7 +248,8 @@ class DGCResNet(TrainingSignalMixin, GroupedResNet):
                 squeeze=squeeze,
                 mode=mode,
                 tie_break=tie_break,
-                dgc_norm_cfg=dgc_norm_cfg), **kwargs)
+                dgc_norm_cfg=dgc_norm_cfg,
+                start_as_dense=start_as_dense), **kwargs)
         keep_method_state_on_dense_load(self, _describe_dgc_state)
         # Trains with DGC's schedule and loss whatever the config's hooks
         # (mmlgc.models.training_signal); DGCScheduleHook takes them over.
@@ -266,7 +280,7 @@ class DGCResNet(TrainingSignalMixin, GroupedResNet):
         # norms let activations overflow (NaN losses): an error here, at the
         # start of training, says what to change instead.
         unset = [name for name, norm in pre_norms.items()
-                 if _at_initial_statistics(norm)]
+                 if at_initial_statistics(norm)]
         if unset:
             raise RuntimeError(
                 f'{type(self).__name__}: dgc_norm_eval=True with norm_eval='
@@ -294,14 +308,6 @@ class DGCResNet(TrainingSignalMixin, GroupedResNet):
             for module in self.modules():
                 if isinstance(module, DGCConv):
                     module.kaiming_init_per_head()
-
-
-def _at_initial_statistics(norm: nn.Module) -> bool:
-    """A BN's running statistics never updated nor loaded (mean 0, var
-    1); False for norms without running statistics (GN, LN)."""
-    if getattr(norm, 'running_mean', None) is None:
-        return False
-    return bool(norm.running_mean.eq(0).all() and norm.running_var.eq(1).all())
 
 
 def _describe_dgc_state(absent) -> str:
