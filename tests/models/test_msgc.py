@@ -226,6 +226,46 @@ def test_sparse_eval_and_deploy_match_masked_eval(name, attention):
         model.train()
 
 
+@pytest.mark.parametrize('batch', [1, 3])
+def test_mobilenet_v2_sparse_eval_computes_only_read_hidden_channels(
+        batch, monkeypatch):
+    from mmlgc.models.backbones import msgc_mobilenet_v2
+    torch.manual_seed(0)
+    # Mostly closed gates: many hidden channels no head reads.
+    model = _small('mobilenet_v2', gate_bias=-2.0).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    computed = []
+    original = msgc_mobilenet_v2.read_hidden_only
+
+    def spy(x, expand, depthwise, mask):
+        out = original(x, expand, depthwise, mask)
+        computed.append((int(mask.ne(0).any(1).any(0).sum()), mask.shape[2],
+                         int(out.abs().sum((0, 2, 3)).ne(0).sum())))
+        return out
+
+    monkeypatch.setattr(msgc_mobilenet_v2, 'read_hidden_only', spy)
+    x = torch.randn(batch, 3, 48, 40)
+    with torch.no_grad():
+        masked = model.sparse_eval(False)(x)
+        assert not computed
+        sparse = model.sparse_eval(True)(x)  # BN not folded
+        blocks = len(computed)
+        model.switch_to_deploy()
+        deployed = model(x)
+    assert blocks == len(computed) - blocks == sum(
+        isinstance(m, msgc_mobilenet_v2.MSGCInvertedResidual)
+        for m in model.modules())
+    # Some blocks skip channels, and only the read ones are non-zero.
+    assert any(read < hidden for read, hidden, _ in computed)
+    assert all(nonzero <= read for read, _, nonzero in computed)
+    for a, b, c in zip(masked, sparse, deployed):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * a.abs().max())
+        torch.testing.assert_close(c, a, rtol=1e-4, atol=1e-4 * a.abs().max())
+
+
 def test_deploy_state_dict_round_trips_through_config_flag():
     model = _backbone(18).eval()
     model.switch_to_deploy()

@@ -4,19 +4,23 @@ G-head grouped dynamic convs (``docs/msgc.md``).
 In each inverted residual, one mask generator (pooled block input, squeeze 4)
 predicts ``[N, G, hidden]`` masks; head ``g`` of the projection reads the
 depthwise output masked by ``mask[:, g]`` (times attention, if enabled). The
-expansion and depthwise convs stay dense, but the cost of the hidden channels
-no head reads is credited back, as in the reference ("bonus"). Parameter
+expansion and depthwise convs are the dense ones, and the cost of the hidden
+channels no head reads is credited back, as in the reference ("bonus"); in
+sparse eval (deploy) they are not computed (:func:`read_hidden_only`). Parameter
 names are mmdet's / mmpretrain's, so their MobileNetV2 checkpoints load with
 only the generator keys missing.
 """
 from typing import Optional
 
+import torch.nn.functional as F
 import torch.utils.checkpoint as cp
+from mmcv.cnn import ConvModule
 from mmdet.models.layers import InvertedResidual
-from torch import Tensor
+from torch import Tensor, nn
 
-from ...complexity import ShapeOf, conv_macs
+from ...complexity import ShapeOf, conv_macs, conv_output_size
 from ...layers import MSGCConv2d
+from ...ops.plans import plannable
 from ...registry import MODELS
 from ...utils.checks import (check_positive, check_positive_int,
                              check_unsupported)
@@ -56,11 +60,16 @@ class MSGCInvertedResidual(MSGCBlockMixin, InvertedResidual):
         masks, attention, generator_macs = self._generate(x)
 
         def _inner_forward(x):
-            out = x
-            if self.with_expand_conv:
-                out = self.expand_conv(out)
-            out = self.depthwise_conv(out)
             linear = self.linear_conv
+            if self._reads_sparsely(linear.conv, masks[1], x):
+                out = read_hidden_only(
+                    x, self.expand_conv if self.with_expand_conv else None,
+                    self.depthwise_conv, masks[1])
+            else:
+                out = x
+                if self.with_expand_conv:
+                    out = self.expand_conv(out)
+                out = self.depthwise_conv(out)
             out = linear.conv(out, self._weighted(masks, attention, 1))
             if linear.with_norm:
                 out = linear.norm(out)
@@ -73,6 +82,15 @@ class MSGCInvertedResidual(MSGCBlockMixin, InvertedResidual):
         self.defer_cost(self._report, ShapeOf(x), ShapeOf(out), masks,
                         attention, generator_macs)
         return out
+
+    def _reads_sparsely(self, conv: MSGCConv2d, mask: Tensor,
+                        x: Tensor) -> bool:
+        """Where the projection runs sparsely (its own rule), so hidden
+        channels no head reads need not exist."""
+        return (conv.sparse_eval and not self.training
+                and not mask.requires_grad and plannable(x)
+                and _plain(self.depthwise_conv) and (
+                    not self.with_expand_conv or _plain(self.expand_conv)))
 
     def _report(self, x, out, masks, attention, generator_macs):
         hidden = self.depthwise_conv.conv.out_channels
@@ -90,6 +108,58 @@ class MSGCInvertedResidual(MSGCBlockMixin, InvertedResidual):
         self.report_cost(expand + depthwise + project,
                          expand + depthwise + cost - bonus + generator_macs,
                          x.shape[0])
+
+
+def _plain(module: ConvModule) -> bool:
+    """A conv -> [eval BN or folded] -> elementwise activation ConvModule,
+    whose output channels can be computed for a subset alone."""
+    norm = module.norm if module.with_norm else None
+    return (module.order == ('conv', 'norm', 'act')
+            and not module.with_explicit_padding
+            and not isinstance(module.conv.padding, str)
+            and (norm is None or isinstance(norm, nn.Identity) or (
+                isinstance(norm, nn.modules.batchnorm._BatchNorm)
+                and not norm.training and norm.track_running_stats)))
+
+
+def _rows(module: ConvModule, x: Tensor, index: Tensor,
+          depthwise: bool) -> Tensor:
+    """``module(x)[:, index]``, computing only those output channels
+    (``x`` holds the matching input channels when ``depthwise``)."""
+    conv = module.conv
+    bias = conv.bias.index_select(0, index) if conv.bias is not None else None
+    out = F.conv2d(x, conv.weight.index_select(0, index), bias, conv.stride,
+                   conv.padding, conv.dilation,
+                   index.numel() if depthwise else 1)
+    norm = module.norm if module.with_norm else None
+    if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+        out = F.batch_norm(
+            out, norm.running_mean.index_select(0, index),
+            norm.running_var.index_select(0, index),
+            None if norm.weight is None else norm.weight.index_select(0, index),
+            None if norm.bias is None else norm.bias.index_select(0, index),
+            False, 0.0, norm.eps)
+    return module.activate(out) if module.with_activation else out
+
+
+def read_hidden_only(x: Tensor, expand: Optional[ConvModule],
+                     depthwise: ConvModule, mask: Tensor) -> Tensor:
+    """The depthwise output of an inverted residual on the hidden channels
+    some head reads (``mask`` ``[N, G, hidden]``), zeros elsewhere: the
+    expansion and depthwise convs computed for those channels only (for a
+    batch, their union over the images). Exact where the projection reads:
+    every other channel is masked out."""
+    read = mask.ne(0).any(1).any(0).nonzero().flatten()
+    conv = depthwise.conv
+    full = x.new_zeros((x.shape[0], conv.out_channels) + conv_output_size(
+        x.shape[2:], conv.kernel_size, conv.stride, conv.padding,
+        conv.dilation))
+    if read.numel() == 0:  # every gate closed: the projection reads nothing
+        return full
+    out = (x.index_select(1, read) if expand is None else _rows(
+        expand, x, read, depthwise=False))
+    return full.index_copy_(1, read, _rows(depthwise, out, read,
+                                           depthwise=True))
 
 
 @MODELS.register_module()
