@@ -88,6 +88,19 @@ def test_topk_gate_ties():
         TopKSaliencyGate('random')
 
 
+@pytest.mark.parametrize('channels', [6, 64, 2048])
+def test_topk_index_rule_is_the_stable_sorts_first_k(channels):
+    torch.manual_seed(0)
+    # Few distinct values: ties everywhere, at 0 (closed ReLUs) and above.
+    s = torch.randint(0, 4, (3, 4, channels)).float() / 3
+    gate = TopKSaliencyGate('index')
+    for k in sorted({1, channels // 3, channels // 2, channels - 1}):
+        lowest = s.argsort(dim=-1, stable=True)[..., :k]
+        expected = torch.zeros_like(s, dtype=torch.bool).scatter(
+            -1, lowest, True)
+        assert torch.equal(gate.drop_mask(s, k), expected), k
+
+
 def test_shuffle_interleaves_heads():
     """Head g reads only channel g; output channel o must then be the conv of
     input channel o % G with weight row o (interleaved output order)."""

@@ -168,10 +168,8 @@ def stats(values):
                 min=t.min().item(), max=t.max().item())
 
 
-def main():
-    args = parse_args()
-    # Bad checkpoints are clear errors in every mmlgc tool (not on import).
-    enable_checkpoint_checks()
+def load_model(args):
+    """The config and its model (from ``--checkpoint`` if given), in eval."""
     cfg = load_config(args.config, args.cfg_options)
     model_cfg = cfg.model.copy()
     if args.checkpoint:
@@ -179,16 +177,17 @@ def main():
     model = build_model(cfg, model_cfg)
     if args.checkpoint:
         load_checkpoint(model, args.checkpoint, map_location='cpu')
-    model.eval()
+    return cfg, model.eval()
 
-    if args.shape:
-        batches = [random_batch(cfg, 1, *(args.shape * 2)[:2])]
-    else:
-        batches = islice(test_set_batches(cfg, model), args.num_images)
 
-    dense, dynamic, layers, sizes, analyzer = None, [], {}, [], None
-    sgcnn, grouped = None, any(True for _ in self_grouped_layers(model))
-    modules, per_module_flops = {}, None
+def count(model, batches) -> dict:
+    """Run every batch and collect both counts: mmlgc's records per image
+    (backbone, its layers, every module), and on the first input mmengine's
+    analyzer and the SG-CNN reference counter."""
+    raw = dict(dense=None, head=0, dynamic=[], layers={}, sizes=[],
+               modules={}, analyzer=None, backbone_analyzer=None,
+               per_module_flops=None, sgcnn=None)
+    grouped = any(True for _ in self_grouped_layers(model))
     captured = {}
     model.backbone.register_forward_hook(
         lambda module, args, out: captured.update(feats=out))
@@ -197,50 +196,53 @@ def main():
             inputs = data['inputs']
             clear_costs(model)
             forward_all(model, data)  # every module reports, heads too
-            feats = captured['feats']
-            record_module(modules, module_costs(model))
+            record_module(raw['modules'], module_costs(model))
             costs = collect_costs(model.backbone)
-            head = classifier_head_macs(model, feats[-1])
-            dense = costs.dense + head
-            dynamic.append(costs.dynamic.item() + head)
-            sizes.append(list(inputs.shape[2:]))
+            raw['head'] = classifier_head_macs(model, captured['feats'][-1])
+            raw['dense'] = costs.dense + raw['head']
+            raw['dynamic'].append(costs.dynamic.item() + raw['head'])
+            raw['sizes'].append(list(inputs.shape[2:]))
             for name, record in costs.per_layer.items():
-                entry = layers.setdefault(name or 'stem', dict(
-                    dense=record.dense, dynamic=[]))
+                entry = raw['layers'].setdefault(
+                    name or 'stem', dict(dense=record.dense, dynamic=[]))
                 entry['dynamic'].append(record.dynamic.item())
-            if analyzer is None:
-                analyzer = get_model_complexity_info(
+            if raw['analyzer'] is None:
+                raw['analyzer'] = get_model_complexity_info(
                     with_samples(model, data['data_samples']),
                     inputs=(inputs, ), show_table=False, show_arch=False)
-                per_module_flops = module_flops(model, inputs)
+                raw['per_module_flops'] = module_flops(model, inputs)
                 del model.forward  # the class's forward again
-                backbone_analyzer = get_model_complexity_info(
+                raw['backbone_analyzer'] = get_model_complexity_info(
                     model.backbone, inputs=(inputs, ), show_table=False,
                     show_arch=False)
-            if grouped and sgcnn is None:
-                sgcnn = sgcnn_reference(model, inputs)
-    if not dynamic:
-        raise RuntimeError(f'no images in the test set of {args.config}')
+            if grouped and raw['sgcnn'] is None:
+                raw['sgcnn'] = sgcnn_reference(model, inputs)
+    return raw
 
-    summary = stats(dynamic)
+
+def summarise(raw, model, args) -> dict:
+    """The report (``--out``'s JSON) from :func:`count`'s records."""
+    dense, analyzer = raw['dense'], raw['analyzer']
+    summary = stats(raw['dynamic'])
     result = dict(
         config=args.config,
         checkpoint=args.checkpoint,
-        images=len(dynamic),
-        input_sizes=dict(first=sizes[0], distinct=len(set(map(tuple,
-                                                              sizes)))),
+        images=len(raw['dynamic']),
+        input_sizes=dict(first=raw['sizes'][0],
+                         distinct=len(set(map(tuple, raw['sizes'])))),
         backbone_mmlgc=dict(
             dense=dense, dynamic=summary,
             ratio={k: v / dense for k, v in summary.items()
                    if k != 'std'}),
         analyzer=dict(
             model_flops=analyzer['flops'], model_params=analyzer['params'],
-            backbone_flops=backbone_analyzer['flops'],
-            backbone_params=backbone_analyzer['params']),
+            backbone_flops=raw['backbone_analyzer']['flops'],
+            backbone_params=raw['backbone_analyzer']['params']),
         layers={
             name: dict(dense=entry['dense'], dynamic=stats(entry['dynamic']))
-            for name, entry in layers.items()
+            for name, entry in raw['layers'].items()
         })
+    modules, per_module_flops = raw['modules'], raw['per_module_flops']
     result['modules'] = {}
     whole = dict(dense=analyzer['flops'], dynamic=analyzer['flops'])
     for name in dict.fromkeys([*per_module_flops, *modules]):
@@ -267,22 +269,22 @@ def main():
         record = modules['backbone']['layers'].get(
             'backbone' if name == 'stem' else name)
         entry['static'] = record['static'] if record else None
-    if sgcnn is not None:
-        result['sgcnn_reference'] = sgcnn
+    if raw['sgcnn'] is not None:
+        result['sgcnn_reference'] = raw['sgcnn']
     params = connectivity_params(model.backbone)
     if params is not None:
         result['backbone_params'] = params
+    return result
 
-    print(f'\n{args.config}: {len(dynamic)} image(s), first input '
-          f'{sizes[0][0]}x{sizes[0][1]}')
+
+def print_report(result, raw) -> None:
+    sizes, whole = result['input_sizes']['first'], result['whole_model']
+    print(f'\n{result["config"]}: {result["images"]} image(s), first input '
+          f'{sizes[0]}x{sizes[1]}')
     print(f'{"layer":<24}{"dense MMACs":>14}{"dynamic mean":>14}'
           f'{"std":>10}{"ratio":>8}')
-    for name, entry in result['layers'].items():
-        mean = entry['dynamic']['mean']
-        print(f'{name:<24}{entry["dense"] / 1e6:>14.2f}{mean / 1e6:>14.2f}'
-              f'{entry["dynamic"]["std"] / 1e6:>10.2f}'
-              f'{mean / entry["dense"]:>8.3f}')
-    for name, entry in result['module_layers'].items():
+    for name, entry in [*result['layers'].items(),
+                        *result['module_layers'].items()]:
         mean = entry['dynamic']['mean']
         print(f'{name:<24}{entry["dense"] / 1e6:>14.2f}{mean / 1e6:>14.2f}'
               f'{entry["dynamic"]["std"] / 1e6:>10.2f}'
@@ -307,24 +309,43 @@ def main():
           f'dense-equivalent, {whole["dynamic"] / 1e9:.3f} G with the '
           f'grouped modules at their mean dynamic MACs ({whole["ratio"]:.3f})')
     print('-' * 70)
-    with_head = ', + classifier head' if head else ''
+    dense, summary = raw['dense'], result['backbone_mmlgc']['dynamic']
+    with_head = ', + classifier head' if raw['head'] else ''
     print(f'backbone (mmlgc, MSGC convention{with_head}'
           f'): dense {dense / 1e6:.2f} M MACs, dynamic mean '
           f'{summary["mean"] / 1e6:.2f} M (std {summary["std"] / 1e6:.2f}, '
           f'min {summary["min"] / 1e6:.2f}, max {summary["max"] / 1e6:.2f}),'
           f' ratio {summary["mean"] / dense:.3f}')
+    analyzer, backbone = raw['analyzer'], raw['backbone_analyzer']
     print(f'mmengine analyzer (dense-equivalent, first input): model '
           f'{analyzer["flops_str"]} MACs / {analyzer["params_str"]} params, '
-          f'backbone {backbone_analyzer["flops_str"]} / '
-          f'{backbone_analyzer["params_str"]}')
+          f'backbone {backbone["flops_str"]} / {backbone["params_str"]}')
+    sgcnn = result.get('sgcnn_reference')
     if sgcnn is not None:
         print(f'SG-CNN reference counter ({sgcnn["scope"]}, first input): '
               f'{sgcnn["macs"] / 1e9:.3f} G MACs, {sgcnn["params"] / 1e6:.3f}'
               ' M params')
+    params = result.get('backbone_params')
     if params is not None:
         print(f'backbone parameters, static groups at their connections: '
               f'{params["actual"] / 1e6:.3f} M of {params["dense"] / 1e6:.3f}'
               f' M dense ({params["ratio"]:.3f})')
+
+
+def main():
+    args = parse_args()
+    # Bad checkpoints are clear errors in every mmlgc tool (not on import).
+    enable_checkpoint_checks()
+    cfg, model = load_model(args)
+    if args.shape:
+        batches = [random_batch(cfg, 1, *(args.shape * 2)[:2])]
+    else:
+        batches = islice(test_set_batches(cfg, model), args.num_images)
+    raw = count(model, batches)
+    if not raw['dynamic']:
+        raise RuntimeError(f'no images in the test set of {args.config}')
+    result = summarise(raw, model, args)
+    print_report(result, raw)
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:

@@ -1,5 +1,5 @@
-"""Test helpers for ``tests/test_distributed.py``, imported by the training
-processes through ``custom_imports`` (``tests/`` on ``PYTHONPATH``).
+"""Test helpers for ``tests/engine/test_distributed.py``, imported by the training
+processes through ``custom_imports`` (``tests/engine/`` on ``PYTHONPATH``).
 
 * :class:`RankProbeHook` writes, per rank, ``probe_rank<R>.json`` into the
   work dir: every iteration's logged losses (mmengine logs rank 0's only),

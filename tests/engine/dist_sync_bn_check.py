@@ -1,4 +1,4 @@
-"""Run by ``tests/test_distributed.py`` under torchrun (2 CPU processes,
+"""Run by ``tests/engine/test_distributed.py`` under torchrun (2 CPU processes,
 gloo): :class:`mmlgc.layers.AllReduceSyncBatchNorm` on each rank's half of a
 batch gives the outputs, running statistics and gradients of a plain batch
 norm on the whole batch. Each rank writes its largest differences to

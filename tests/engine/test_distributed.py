@@ -6,7 +6,7 @@ and a DGC-G Faster R-CNN-R18 on the tiny shapes set.
 Comparable runs: one process at batch 4 and two at batch 2 see the same
 images per iteration (``shuffle=False``: rank r gets images r, r+2, ...),
 flip off, RPN/R-CNN sampling and MSGC's gate noise made functions of the
-image (``tests/dist_probe.py``), and ``lr=0``, so every iteration of both
+image (``tests/engine/dist_probe.py``), and ``lr=0``, so every iteration of both
 runs evaluates the same weights and can be compared, not only the first
 (after an update, float-order differences flip hard masks, NMS and top-k
 choices and the runs drift apart chaotically). The gradients are still
@@ -50,11 +50,11 @@ def free_port():
 
 def launch(args, env_extra=None):
     """Run ``args`` from the repository root with the test interpreter first
-    on ``PATH`` (the shell scripts call ``python``) and ``tests/`` on
+    on ``PATH`` (the shell scripts call ``python``) and ``tests/engine/`` on
     ``PYTHONPATH`` (the probe); kill the whole process group on timeout."""
     env = dict(os.environ)
     env['PATH'] = osp.dirname(sys.executable) + os.pathsep + env['PATH']
-    env['PYTHONPATH'] = osp.join(REPO, 'tests') + os.pathsep + REPO
+    env['PYTHONPATH'] = osp.join(REPO, 'tests', 'engine') + os.pathsep + REPO
     env['PORT'] = str(free_port())
     env.update(env_extra or {})
     proc = subprocess.Popen(args, cwd=REPO, env=env, text=True,
@@ -257,7 +257,7 @@ def test_sync_bn_statistics_are_the_global_batch(tmp_path):
     rc, out = launch([
         sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
         f'--master_port={free_port()}',
-        osp.join(REPO, 'tests', 'dist_sync_bn_check.py')
+        osp.join(REPO, 'tests', 'engine', 'dist_sync_bn_check.py')
     ], dict(PYTHONPATH=REPO, SYNCBN_OUT=str(tmp_path)))
     assert rc == 0, out[-6000:]
     reports = [json.loads((tmp_path / f'rank{rank}.json').read_text())
