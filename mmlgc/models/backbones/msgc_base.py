@@ -13,7 +13,7 @@ from torch import Tensor
 from ...complexity import CostReporter, collect_costs
 from ...deploy import DeployableBackboneMixin
 from ...layers import AttentionGenerator, MaskGenerator, MSGCConv2d
-from ...utils.checks import check_divides
+from ...utils.checks import check_divides, check_positive
 from ..dense_checkpoints import keep_method_state_on_dense_load
 from ..losses import AnnealedMACBudget
 from ..training_signal import TrainingSignalMixin, build_training_signal
@@ -99,6 +99,20 @@ class MSGCBackboneMixin(TrainingSignalMixin, DeployableBackboneMixin,
     """
 
     sparse_types = (MSGCConv2d, )
+
+    @staticmethod
+    def block_arguments(owner: str, backbone_kwargs: dict,
+                        default_norm_cfg: dict, **arguments) -> dict:
+        """The MSGC blocks' own arguments (``heads``, ``attention``,
+        ``squeeze``, ``gate_bias``, ``tau``, ``generator_norm_cfg``), ``tau``
+        checked and ``generator_norm_cfg='same'`` resolved to the backbone's
+        ``norm_cfg`` (``default_norm_cfg``, the backbone class's default,
+        when the config gives none)."""
+        check_positive(owner, 'tau', arguments['tau'])
+        if arguments['generator_norm_cfg'] == 'same':
+            arguments['generator_norm_cfg'] = backbone_kwargs.get(
+                'norm_cfg', default_norm_cfg)
+        return arguments
 
     def _setup_msgc(self, budget: Optional[dict]) -> None:
         # Trains with the MAC budget whatever the config's hooks

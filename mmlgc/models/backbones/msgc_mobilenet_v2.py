@@ -22,8 +22,7 @@ from ...complexity import ShapeOf, conv_macs, conv_output_size
 from ...layers import MSGCConv2d
 from ...ops.plans import plannable
 from ...registry import MODELS
-from ...utils.checks import (check_positive, check_positive_int,
-                             check_unsupported)
+from ...utils.checks import check_positive_int, check_unsupported
 from .grouped_mobilenet_v2 import GroupedMobileNetV2
 from .msgc_base import (DEFAULT_BUDGET, MSGCBackboneMixin, MSGCBlockMixin,
                         density, unread_fraction)
@@ -193,16 +192,10 @@ class MSGCMobileNetV2(MSGCBackboneMixin, GroupedMobileNetV2):
         owner = type(self).__name__
         check_positive_int(owner, 'heads', heads)
         check_positive_int(owner, 'squeeze', squeeze)
-        check_positive(owner, 'tau', tau)
-        if generator_norm_cfg == 'same':
-            generator_norm_cfg = kwargs.get('norm_cfg', dict(type='BN'))
         super().__init__(
-            dict(
-                heads=heads,
-                attention=attention,
-                squeeze=squeeze,
-                gate_bias=gate_bias,
-                tau=tau,
-                generator_norm_cfg=generator_norm_cfg), **kwargs)
+            self.block_arguments(
+                owner, kwargs, dict(type='BN'), heads=heads,
+                attention=attention, squeeze=squeeze, gate_bias=gate_bias,
+                tau=tau, generator_norm_cfg=generator_norm_cfg), **kwargs)
         self._setup_msgc(budget)
         self.init_deploy(deploy)

@@ -19,7 +19,7 @@ from ...complexity import (ShapeOf, conv_macs, conv_output_size,
                            downsample_macs)
 from ...layers import MSGCConv2d
 from ...registry import MODELS
-from ...utils.checks import check_divides, check_positive, check_positive_int
+from ...utils.checks import check_divides, check_positive_int
 from .grouped_resnet import (GroupedBlockMixin, GroupedResNet,
                              grouped_arch_settings)
 from .msgc_base import (DEFAULT_BUDGET, MSGCBackboneMixin, MSGCBlockMixin,
@@ -235,18 +235,12 @@ class MSGCResNet(MSGCBackboneMixin, GroupedResNet):
                 f'{owner}: {given} leaves the mask generators no hidden '
                 f'channel in blocks with {narrowest} input channels: squeeze '
                 f'must be at most {narrowest}')
-        check_positive(owner, 'tau', tau)
-        if generator_norm_cfg == 'same':
-            generator_norm_cfg = kwargs.get(
-                'norm_cfg', dict(type='BN', requires_grad=True))
         super().__init__(
             depth,
-            dict(
-                heads=heads,
-                attention=attention,
-                squeeze=squeeze,
-                gate_bias=gate_bias,
-                tau=tau,
+            self.block_arguments(
+                owner, kwargs, dict(type='BN', requires_grad=True),
+                heads=heads, attention=attention, squeeze=squeeze,
+                gate_bias=gate_bias, tau=tau,
                 generator_norm_cfg=generator_norm_cfg), **kwargs)
         self._setup_msgc(budget)
         self.init_deploy(deploy)
