@@ -181,12 +181,14 @@ class DGCConv(CostReporter, nn.Conv2d):
         self.pre_activation = pre_activation
         if pre_activation:
             self.pre_norm = build_norm_layer(norm_cfg, in_channels)[1]
-            if start_as_dense and not has_running_statistics(self.pre_norm):
+            if start_as_dense and not (
+                    has_running_statistics(self.pre_norm)
+                    and getattr(self.pre_norm, 'affine', False)):
                 raise ValueError(
                     f'{owner}: start_as_dense=True sets the pre-activation '
-                    'norm from batch statistics, which '
+                    "norm's affine and running statistics from a batch; "
                     f'norm_cfg={norm_cfg!r} ({type(self.pre_norm).__name__})'
-                    ' does not keep: use a BN type')
+                    ' has not both: use a BN type with affine=True')
         self.start_as_dense = start_as_dense
         self.saliency_generator = SaliencyGenerator(
             in_channels, heads, generator_squeeze(owner, in_channels,
