@@ -208,6 +208,35 @@ def test_latency_added_later_to_points_trained_without(study, tmp_path,
     assert latency['dense_b1_s0'] is None
 
 
+def test_plain_points_are_timed_in_process(study, tmp_path, monkeypatch):
+    """benchmark_model.py times only models with mmlgc layers: the thin
+    and finetuned points are timed against the dense ResNet-18 here."""
+    timed = []
+
+    def fake_latency(point, size, rounds):
+        timed.append((point['method'], size, rounds))
+        return dict(latency_ms=2.0, dense_latency_ms=4.0)
+
+    monkeypatch.setattr(study, 'plain_latency', fake_latency)
+    args = tiny_args(study, tmp_path)
+    point = dict(name='thin_b0.5_s0', method='thin', config=study.THIN_CONFIG,
+                 options=[])
+    runner = study.Study(args)
+    os.makedirs(runner.run_dir(point))
+    assert runner.latency(point, None) == dict(latency_ms=2.0,
+                                               dense_latency_ms=4.0)
+    runner.latency(point, None)  # kept in its benchmark.json
+    assert timed == [('thin', args.image_size, args.bench_rounds)]
+    # the real measurement (a fresh module: the fixture's is patched) of a
+    # quarter-width ResNet-18 and the dense one (times, not compared)
+    thin = dict(method='thin', config=study.THIN_CONFIG,
+                options=['model.backbone.stem_channels=16',
+                         'model.backbone.base_channels=16',
+                         'model.head.in_channels=128'])
+    measured = load_tool('tools/analysis/study.py').plain_latency(thin, 32, 3)
+    assert measured['latency_ms'] > 0 and measured['dense_latency_ms'] > 0
+
+
 def test_random_connectivity(study):
     import torch
     generator = torch.Generator().manual_seed(0)

@@ -12,6 +12,9 @@ Grid (``--methods``, ``--budgets`` 0.3 0.5 0.7, ``--seeds`` 0 1):
 * ``dense``: the dense ResNet-18 pretraining (configs/pretrain/
   resnet18_shapes.py), one per seed; every other point of that seed starts
   from its last checkpoint;
+* ``finetuned``: the dense ResNet-18 trained ``--epochs`` more from its
+  checkpoint, on the thin schedule: every other point has those extra
+  epochs too, so this, not ``dense``, is the reference to read them against;
 * ``thin``: a uniformly thinner ResNet-18 (static channel pruning,
   configs/study/resnet18_thin_shapes.py): width round(64·sqrt(budget)),
   initialised with the first channels of every dense layer;
@@ -63,9 +66,12 @@ from collections import OrderedDict
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DENSE_CONFIG = 'configs/pretrain/resnet18_shapes.py'
 THIN_CONFIG = 'configs/study/resnet18_thin_shapes.py'
-METHODS = ('dense', 'thin', 'fixed', 'msgc', 'dgc', 'sgcnn', 'flgc',
-           'random')
-PLAIN = ('dense', 'thin')  # no mmlgc layer: MACs counted here
+METHODS = ('dense', 'finetuned', 'thin', 'fixed', 'msgc', 'dgc', 'sgcnn',
+           'flgc', 'random')
+# No mmlgc layer: MACs counted here. finetuned is the thin network at full
+# width (budget 1).
+PLAIN = ('dense', 'finetuned', 'thin')
+THIN_LIKE = ('finetuned', 'thin')
 METHOD_CONFIGS = {m: f'configs/pretrain/{m}_resnet18_shapes.py'
                   for m in ('msgc', 'dgc', 'sgcnn', 'flgc')}
 
@@ -143,8 +149,8 @@ def grid(args):
                                        config=METHOD_CONFIGS['flgc'],
                                        options=options))
                 continue
-            for budget in args.budgets:
-                if method == 'thin':
+            for budget in [1.0] if method == 'finetuned' else args.budgets:
+                if method in THIN_LIKE:
                     w = thin_width(budget)
                     options = [f'model.backbone.stem_channels={w}',
                                f'model.backbone.base_channels={w}',
@@ -191,7 +197,7 @@ def schedule_options(point, epochs):
     one's warm-up then cosine over the last epoch (or all, for one)."""
     options = [f'train_cfg.max_epochs={epochs}',
                f'train_cfg.val_interval={epochs}']
-    if point['method'] == 'thin':
+    if point['method'] in THIN_LIKE:
         options += [f'param_scheduler.1.begin={max(epochs - 1, 0)}',
                     f'param_scheduler.1.end={epochs}']
     else:
@@ -237,6 +243,27 @@ def plain_backbone_macs(point, size):
     return get_model_complexity_info(model.backbone, (3, size, size),
                                      show_table=False,
                                      show_arch=False)['flops']
+
+
+def plain_latency(point, size, rounds):
+    """A plain backbone's median time at batch 1 and ``size``², BN folded,
+    interleaved with the dense ResNet-18's (benchmark_model.py's forms,
+    in-process: that tool times only models with mmlgc layers). The
+    weights do not matter to the time: the models are built fresh."""
+    import torch
+    from mmcv.cnn import fuse_conv_bn
+
+    from mmlgc.ops.timing import time_interleaved
+    x = torch.randn(1, 3, size, size)
+    dense = dict(config=DENSE_CONFIG, options=[])
+    backbones = {name: fuse_conv_bn(build_model(p).eval().backbone)
+                 for name, p in (('plain', point), ('dense', dense))}
+    with torch.no_grad():
+        timings = time_interleaved(
+            {name: (lambda m=m: m(x)) for name, m in backbones.items()},
+            rounds)
+    return dict(latency_ms=timings['plain'].median,
+                dense_latency_ms=timings['dense'].median)
 
 
 def thin_init(dense_ckpt, point, path):
@@ -340,11 +367,11 @@ class Study:
                    *data_options(self.args.data), *point['options']]
         if point['method'] != 'dense':
             dense_ckpt = self.dense_result(point['seed'])['checkpoint']
-            if point['method'] in ('thin', 'random'):
+            if point['method'] in (*THIN_LIKE, 'random'):
                 init = osp.join(work_dir, 'init.pth')
                 if not osp.isfile(init):
-                    make_init = (thin_init if point['method'] == 'thin' else
-                                 random_mask_init)
+                    make_init = (thin_init if point['method'] in THIN_LIKE
+                                 else random_mask_init)
                     make_init(dense_ckpt, point, init)
                 options += [f'model.{part}.init_cfg.{key}={value}'
                             for part in ('backbone', 'head')
@@ -394,6 +421,11 @@ class Study:
         if self.args.no_latency:
             return dict(latency_ms=None, dense_latency_ms=None)
         path = osp.join(self.run_dir(point), 'benchmark.json')
+        if point['method'] in THIN_LIKE:
+            if not osp.isfile(path):
+                dump_json(plain_latency(point, self.args.image_size,
+                                        self.args.bench_rounds), path)
+            return load_json(path)
         if not osp.isfile(path):
             try:
                 run_tool('tools/analysis/benchmark_model.py', '--config',
@@ -415,7 +447,7 @@ class Study:
         path = self.result_path(point)
         if osp.isfile(path):
             result = load_json(path)
-            if (self.args.no_latency or point['method'] in PLAIN
+            if (self.args.no_latency or point['method'] == 'dense'
                     or result.get('latency_ms') is not None):
                 print(f'study: {point["name"]} done, skipped', flush=True)
                 return result
