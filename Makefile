@@ -14,7 +14,9 @@ WHEELHOUSE ?=
 PYTEST_ARGS ?=
 
 DEPS_STAMP := $(VENV)/.mmlgc-deps
-EXT_STAMP := $(VENV)/.mmlgc-ext
+# Beside the extension it marks (the editable install builds it in the
+# tree): whatever removes the one (git clean -x) removes the other.
+EXT_STAMP := mmlgc/.ext-built
 EXT_SOURCES := setup.py $(shell find mmlgc/ops/csrc -type f 2>/dev/null)
 
 .PHONY: install demo demo-all test clean-ext

@@ -17,6 +17,18 @@ def plan_cache(tmp_path_factory):
         yield path
 
 
+@pytest.fixture
+def own_plan_cache(tmp_path, monkeypatch):
+    """This test's own execution-plan cache (a path not yet written) and no
+    forced plan: plans are measured from scratch."""
+    from mmlgc.ops import plans
+    monkeypatch.setenv(plans.CACHE_ENV, str(tmp_path / 'plans.json'))
+    monkeypatch.delenv(plans.PLAN_ENV, raising=False)
+    plans.force_plan(None)
+    yield tmp_path / 'plans.json'
+    plans.force_plan(None)
+
+
 @pytest.fixture(scope='session')
 def repo_root():
     return REPO

@@ -41,7 +41,8 @@ class _Layer(CostReporter, nn.Module):
 
     def __init__(self, dense, per_sample, deferred=False):
         super().__init__()
-        self.dense, self.per_sample, self.deferred = dense, per_sample, deferred
+        self.dense, self.per_sample = dense, per_sample
+        self.deferred = deferred
         self.reports = 0
 
     def _report(self, x):

@@ -14,13 +14,7 @@ from mmlgc.models import DGCResNet, FLGCResNet, MSGCResNet, SGCNNResNet
 from mmlgc.ops import plans
 
 
-@pytest.fixture(autouse=True)
-def plan_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(plans.CACHE_ENV, str(tmp_path / 'plans.json'))
-    monkeypatch.delenv(plans.PLAN_ENV, raising=False)
-    plans.force_plan(None)
-    yield tmp_path / 'plans.json'
-    plans.force_plan(None)
+pytestmark = pytest.mark.usefixtures('own_plan_cache')
 
 
 def _backbone(kind):
@@ -58,13 +52,13 @@ def test_every_forced_plan_matches_the_masked_form(kind):
                                            msg=plan)
 
 
-def test_deploy_tool_measures_and_caches_plans(plan_cache, monkeypatch):
+def test_deploy_tool_measures_and_caches_plans(own_plan_cache, monkeypatch):
     tool = load_tool('tools/deploy.py')
     model = _backbone('sgcnn').eval()
     deploy_model(model)
     with torch.no_grad():
         tool.measure_plans(model, ['32', '64x48'], batch=1)
-    entries = json.loads(plan_cache.read_text())[plans.cpu_model()]
+    entries = json.loads(own_plan_cache.read_text())[plans.cpu_model()]
     assert entries and all(e['choice'] in e['ms'] for e in entries.values())
     assert len({s.split('|')[-4] for s in entries}) >= 2  # both sizes
     # Another process (tools/test.py) reads them instead of measuring.

@@ -9,13 +9,7 @@ from mmlgc.layers.static_groups import ConnectionMaskedConv2d, RaggedGroupConv2d
 from mmlgc.ops import plans, reference
 
 
-@pytest.fixture(autouse=True)
-def plan_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(plans.CACHE_ENV, str(tmp_path / 'plans.json'))
-    monkeypatch.delenv(plans.PLAN_ENV, raising=False)
-    plans.force_plan(None)
-    yield tmp_path / 'plans.json'
-    plans.force_plan(None)
+pytestmark = pytest.mark.usefixtures('own_plan_cache')
 
 
 TOL = {torch.float64: dict(atol=1e-12, rtol=1e-12),
@@ -126,12 +120,13 @@ def test_ragged_candidates_follow_a_folded_order():
                                        rtol=1e-12, msg=name)
 
 
-def test_measured_plan_is_cached_on_disk_and_reused(plan_cache, monkeypatch):
+def test_measured_plan_is_cached_on_disk_and_reused(own_plan_cache,
+                                                    monkeypatch):
     _, deployed = ragged_layer(16, 8, 3, 3, seed=1, dtype=torch.float32)
     x = torch.randn(1, 16, 6, 6)
     with torch.no_grad():
         deployed(x)
-    stored = json.loads(plan_cache.read_text())[plans.cpu_model()]
+    stored = json.loads(own_plan_cache.read_text())[plans.cpu_model()]
     (signature, entry), = stored.items()
     assert signature.startswith('ragged|16|8|3x3')
     assert entry['choice'] in entry['ms']
@@ -168,13 +163,13 @@ def test_max_pool_candidates_equal_aten(shape, kernel, stride, padding):
 
 
 def test_a_plan_measured_among_other_candidates_is_measured_again(
-        plan_cache):
+        own_plan_cache):
     plans.choose('sig', {'kernel': lambda: None})
     measured = []
     chosen = plans.choose('sig', {'kernel': lambda: None,
                                   'dense': lambda: measured.append(1)})
     assert measured and chosen in ('kernel', 'dense')
-    stored = json.loads(plan_cache.read_text())[plans.cpu_model()]
+    stored = json.loads(own_plan_cache.read_text())[plans.cpu_model()]
     assert set(stored['sig|dense,kernel']['ms']) == {'kernel', 'dense'}
 
 
@@ -191,7 +186,7 @@ def test_a_close_call_keeps_the_default(monkeypatch):
     assert plans.choose('clear', dict.fromkeys(('kernel', 'dense'))) == 'dense'
 
 
-def test_traced_calls_run_the_op_without_planning(plan_cache, monkeypatch):
+def test_traced_calls_run_the_op_without_planning(own_plan_cache, monkeypatch):
     """Under a trace (mmengine's analyzer, get_flops.py) the inputs' sizes
     and densities are traced values: nothing is measured or cached, the op
     itself runs (and gives its result)."""
@@ -213,4 +208,4 @@ def test_traced_calls_run_the_op_without_planning(plan_cache, monkeypatch):
         reference.dynamic_group_conv(x, weight, None, mask, None, 1, 1),
         3, 2, 1)
     torch.testing.assert_close(traced(x), expected, atol=1e-4, rtol=1e-4)
-    assert measured == [] and not plan_cache.exists()
+    assert measured == [] and not own_plan_cache.exists()

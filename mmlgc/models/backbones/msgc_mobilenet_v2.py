@@ -6,9 +6,9 @@ predicts ``[N, G, hidden]`` masks; head ``g`` of the projection reads the
 depthwise output masked by ``mask[:, g]`` (times attention, if enabled). The
 expansion and depthwise convs are the dense ones, and the cost of the hidden
 channels no head reads is credited back, as in the reference ("bonus"); in
-sparse eval (deploy) they are not computed (:func:`read_hidden_only`). Parameter
-names are mmdet's / mmpretrain's, so their MobileNetV2 checkpoints load with
-only the generator keys missing.
+sparse eval (deploy) they are not computed (:func:`read_hidden_only`).
+Parameter names are mmdet's / mmpretrain's, so their MobileNetV2 checkpoints
+load with only the generator keys missing.
 """
 from typing import Optional
 
@@ -135,7 +135,8 @@ def _rows(module: ConvModule, x: Tensor, index: Tensor,
         out = F.batch_norm(
             out, norm.running_mean.index_select(0, index),
             norm.running_var.index_select(0, index),
-            None if norm.weight is None else norm.weight.index_select(0, index),
+            None if norm.weight is None else norm.weight.index_select(
+                0, index),
             None if norm.bias is None else norm.bias.index_select(0, index),
             False, 0.0, norm.eps)
     return module.activate(out) if module.with_activation else out
