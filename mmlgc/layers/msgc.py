@@ -52,12 +52,17 @@ class MSGCConv2d(nn.Conv2d):
         # batch-statistics norms see them). Otherwise the fastest exact
         # execution on this CPU (mmlgc.ops.plans); the op runs the reference
         # where its kernels cannot.
-        sparse = (self.sparse_eval and not self.training
-                  and not mask.requires_grad)
+        sparse = self.runs_sparse(mask)
         return plans.dynamic_group_conv(input, self.weight, self.bias, mask,
                                         out_mask if sparse else None,
                                         self.stride, self.padding,
                                         self.dilation, sparse=sparse)
+
+    def runs_sparse(self, mask: Tensor) -> bool:
+        """Whether :meth:`forward` with ``mask`` takes the sparse
+        execution (else the masked form)."""
+        return (self.sparse_eval and not self.training
+                and not mask.requires_grad)
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d) -> 'MSGCConv2d':
@@ -122,7 +127,7 @@ class SelfGatedMSGCConv2d(CostReporter, MSGCConv2d):
                       'the output channels')
         super().__init__(in_channels, out_channels, kernel_size, stride,
                          padding, dilation, 1, bias)
-        self.heads, self.gate_bias = heads, gate_bias
+        self.heads = heads
         self.mask_generator = MaskGenerator(in_channels, in_channels, heads,
                                             squeeze, gate_bias, tau,
                                             generator_norm_cfg)

@@ -51,15 +51,17 @@ def ragged_group_conv(input: torch.Tensor,
     kh, kw = _pair(kernel_size)
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     outs, first_in, first_weight = [], 0, 0
+    empty_size = None
     for c, o in zip(in_sizes, out_sizes):
         if c == 0 or o == 0:  # reads or writes nothing: zero (+ bias)
-            # The output size as F.conv2d defines it (a one-channel conv of
-            # zeros; this module imports torch alone).
-            size = F.conv2d(
-                input.new_zeros(1, 1, *input.shape[2:]),
-                input.new_zeros(1, 1, kh, kw), None, stride, padding,
-                dilation).shape[2:]
-            outs.append(input.new_zeros(input.shape[0], o, *size))
+            if empty_size is None:
+                # The output size as F.conv2d defines it (a one-channel
+                # conv of zeros; this module imports torch alone), once.
+                empty_size = F.conv2d(
+                    input.new_zeros(1, 1, *input.shape[2:]),
+                    input.new_zeros(1, 1, kh, kw), None, stride, padding,
+                    dilation).shape[2:]
+            outs.append(input.new_zeros(input.shape[0], o, *empty_size))
         else:
             block = weight[first_weight:first_weight + o * c * kh * kw]
             outs.append(

@@ -86,8 +86,7 @@ class MSGCInvertedResidual(MSGCBlockMixin, InvertedResidual):
                         x: Tensor) -> bool:
         """Where the projection runs sparsely (its own rule), so hidden
         channels no head reads need not exist."""
-        return (conv.sparse_eval and not self.training
-                and not mask.requires_grad and plannable(x)
+        return (conv.runs_sparse(mask) and plannable(x)
                 and _plain(self.depthwise_conv) and (
                     not self.with_expand_conv or _plain(self.expand_conv)))
 
