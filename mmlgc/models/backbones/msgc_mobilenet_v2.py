@@ -72,7 +72,11 @@ class MSGCInvertedResidual(MSGCBlockMixin, InvertedResidual):
             out = linear.conv(out, self._weighted(masks, attention, 1))
             if linear.with_norm:
                 out = linear.norm(out)
-            return x + self.drop_path(out) if self.with_res_shortcut else out
+            if not self.with_res_shortcut:
+                return out
+            out = self.drop_path(out)
+            out += x  # in place: a fresh output, no new buffer
+            return out
 
         if self.with_cp and x.requires_grad:
             out = cp.checkpoint(_inner_forward, x, use_reentrant=False)

@@ -100,7 +100,8 @@ class MSGCBasicBlock(_MSGCResBlockMixin, BasicBlock):
         out = self.relu(self.norm1(out))
         out = self.norm2(self.conv2(out, self._weighted(masks, attention, 2)))
         identity = x if self.downsample is None else self.downsample(x)
-        return out + identity
+        out += identity  # in place, as mmdet's blocks
+        return out
 
     def _report(self, x, out, masks, attention, generator_macs):
         size = out.shape[2:]
@@ -137,7 +138,8 @@ class MSGCBottleneck(_MSGCResBlockMixin, Bottleneck):
                            read_by_conv3)))
         out = self.norm3(self.conv3(out, masks[3]))
         identity = x if self.downsample is None else self.downsample(x)
-        return out + identity
+        out += identity  # in place, as mmdet's blocks
+        return out
 
     def _report(self, x, out, masks, attention, generator_macs):
         inplanes, width = x.shape[1], self.planes
