@@ -58,7 +58,7 @@ def test_deploy_tool_measures_and_caches_plans(own_plan_cache, monkeypatch):
     deploy_model(model)
     with torch.no_grad():
         tool.measure_plans(model, ['32', '64x48'], batch=1)
-    entries = json.loads(own_plan_cache.read_text())[plans.cpu_model()]
+    entries = json.loads(own_plan_cache.read_text())[plans.cache_section()]
     assert entries and all(e['choice'] in e['ms'] for e in entries.values())
     assert len({s.split('|')[-4] for s in entries}) >= 2  # both sizes
     # Another process (tools/test.py) reads them instead of measuring.

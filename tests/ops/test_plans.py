@@ -126,7 +126,7 @@ def test_measured_plan_is_cached_on_disk_and_reused(own_plan_cache,
     x = torch.randn(1, 16, 6, 6)
     with torch.no_grad():
         deployed(x)
-    stored = json.loads(own_plan_cache.read_text())[plans.cpu_model()]
+    stored = json.loads(own_plan_cache.read_text())[plans.cache_section()]
     (signature, entry), = stored.items()
     assert signature.startswith('ragged|16|8|3x3')
     assert entry['choice'] in entry['ms']
@@ -169,7 +169,7 @@ def test_a_plan_measured_among_other_candidates_is_measured_again(
     chosen = plans.choose('sig', {'kernel': lambda: None,
                                   'dense': lambda: measured.append(1)})
     assert measured and chosen in ('kernel', 'dense')
-    stored = json.loads(own_plan_cache.read_text())[plans.cpu_model()]
+    stored = json.loads(own_plan_cache.read_text())[plans.cache_section()]
     assert set(stored['sig|dense,kernel']['ms']) == {'kernel', 'dense'}
 
 
