@@ -82,8 +82,9 @@ class DGCConv(CostReporter, nn.Conv2d):
     the reference's interleaving (``out[j·G + g] = head_g[j]``) puts it. So
     the shuffle costs no parameter permutation: a dense conv's weight
     (mmdet/torchvision checkpoint) loads as is, the BN after the conv folds
-    row-wise as for any conv (``mmcv.cnn.fuse_conv_bn``), and the heads'
-    ``groups=G`` weight is a fixed permutation of its rows, taken at run time.
+    row-wise as for any conv (``mmcv.cnn.fuse_conv_bn``), and the op reads
+    its heads in that order (``interleaved=True``): the kernels write each
+    head's outputs where the shuffle puts them, with no copy afterwards.
 
     Executions (identical up to rounding), both through
     :func:`mmlgc.ops.dynamic_group_conv` (by its execution plan,
@@ -95,10 +96,9 @@ class DGCConv(CostReporter, nn.Conv2d):
       :func:`mmlgc.ops.reference.dynamic_group_conv`), then the shuffle.
     * sparse (eval with ``sparse_eval``): the per-sample "index layer" the
       reference's users asked for: the op gathers each head's kept channels
-      (scaled by their saliency) and computes only those pairs, then the
-      shuffle (one channel permutation of the output). Where the kernels
-      cannot run (no compiled extension, an unsupported dtype) the op runs
-      the reference.
+      (scaled by their saliency) and computes only those pairs, into the
+      shuffled positions. Where the kernels cannot run (no compiled
+      extension, an unsupported dtype) the op runs the reference.
 
     Each forward leaves:
 
@@ -287,50 +287,17 @@ class DGCConv(CostReporter, nn.Conv2d):
         norm.running_var.copy_(var)
 
     def _grouped_conv(self, x: Tensor, mask: Tensor) -> Tensor:
-        g, o = self.heads, self.out_channels
-        weight, bias = self._head_major_parameters()
         # The masked form in training, with sparse_eval=False, and for masks
         # that carry gradients (even where grad mode is off, as in a
         # trace); otherwise the fastest exact execution on this CPU
         # (mmlgc.ops.plans). The op runs the reference where its kernels
-        # cannot.
+        # cannot. Head g writes the output channels j·G + g (the shuffle).
         sparse = (self.sparse_eval and not self.training
                   and not mask.requires_grad)
-        out = plans.dynamic_group_conv(x, weight, bias, mask, None,
-                                       self.stride, self.padding,
-                                       self.dilation, sparse=sparse)
-        n, _, h, w = out.shape
-        # The shuffle: head-major -> interleaved.
-        return out.view(n, g, o // g, h, w).transpose(1, 2).reshape(
-            n, o, h, w)
-
-    def _head_major_parameters(self):
-        """Weight and bias with their rows in head-major order
-        (``g·O/G + j``, from the output order ``j·G + g``). Outside autograd
-        (eval, deploy) the reordered copy is kept until the parameters
-        change: copying the whole weight on every call cost DGC ResNet-18
-        ~8 of its 45 ms per 224² image (one thread)."""
-        g, o = self.heads, self.out_channels
-        params = (self.weight, self.bias)
-
-        def reorder(weight, bias):
-            weight = weight.view(o // g, g, *weight.shape[1:]).transpose(0, 1)
-            weight = weight.reshape(self.weight.shape)
-            if bias is not None:
-                bias = bias.view(o // g, g).t().flatten()
-            return weight, bias
-
-        if torch.is_grad_enabled() and any(
-                p is not None and p.requires_grad for p in params):
-            return reorder(*params)
-        key = tuple((id(p), p._version) if p is not None else None
-                    for p in params)
-        cached = self.__dict__.get('_head_major_cache')
-        if cached is None or cached[0] != key:
-            with torch.no_grad():
-                cached = (key, reorder(*params))
-            self._head_major_cache = cached
-        return cached[1]
+        return plans.dynamic_group_conv(x, self.weight, self.bias, mask,
+                                        None, self.stride, self.padding,
+                                        self.dilation, sparse=sparse,
+                                        interleaved=True)
 
     def _report(self, x: Tensor, mask: Tensor, conv: int) -> None:
         numel = x.shape[1] * x.shape[2] * x.shape[3]

@@ -112,7 +112,8 @@ class SelfCheckedKernel:
 def dynamic_check_cases(device) -> List[tuple]:
     """Small dynamic convs: 3x3 with padding, real-valued masks with an
     empty group, an out_mask, stride 2 and dilation 2 (a second sample
-    reads an all-one mask), and a 1x1 conv in channels_last."""
+    reads an all-one mask), the same with interleaved groups, and a 1x1
+    conv in channels_last."""
     gen = torch.Generator().manual_seed(17)
 
     def randn(*shape):
@@ -128,6 +129,8 @@ def dynamic_check_cases(device) -> List[tuple]:
          [1, 1], [1, 1], [1, 1]),
         (randn(2, 20, 13, 10), randn(24, 20, 3, 3), None, mask, out_mask,
          [2, 2], [2, 1], [2, 2]),
+        (randn(2, 20, 13, 10), randn(24, 20, 3, 3), randn(24), mask,
+         out_mask, [2, 2], [2, 1], [2, 2], True),
         (randn(1, 40, 6, 7).contiguous(memory_format=torch.channels_last),
          randn(36, 40, 1, 1), randn(36), pointwise_mask, None, [1, 1],
          [0, 0], [1, 1]),
@@ -170,11 +173,11 @@ checked_ragged_group_conv = SelfCheckedKernel(
 # The argument checks come first: a CPU tensor among CUDA ones is the
 # caller's error, to be reported as such, not a case for the self-check.
 def dynamic_group_conv_cuda(input, weight, bias, mask, out_mask, stride,
-                            padding, dilation):
+                            padding, dilation, interleaved=False):
     _triton().plan.check_dynamic_args('dynamic_group_conv', input, weight,
                                       bias, mask, out_mask)
     return checked_dynamic_group_conv(input, weight, bias, mask, out_mask,
-                                      stride, padding, dilation)
+                                      stride, padding, dilation, interleaved)
 
 
 def ragged_group_conv_cuda(input, weight, bias, in_index, in_sizes,

@@ -23,14 +23,16 @@ def dynamic_group_conv(input: Tensor,
                        stride=1,
                        padding=0,
                        dilation=1,
-                       sparse: bool = True) -> Tensor:
+                       sparse: bool = True,
+                       interleaved: bool = False) -> Tensor:
     """Conv whose output group ``g`` reads ``input * mask[:, g]``.
 
     Args:
         input: ``[N, C, H, W]`` (any strides, channels_last included).
         weight: dense ``[O, C, kh, kw]``, as a plain conv's (a dense
             checkpoint loads unchanged); ``O`` must divide into ``G`` groups
-            of ``O / G`` consecutive output channels.
+            of ``O / G`` consecutive output channels (``interleaved``: the
+            channels ``j * G + g`` of group ``g``).
         bias: ``[O]`` or None.
         mask: ``[N, G, C]``, binary or real-valued (binary x attention);
             channel ``c`` is read by group ``g`` of sample ``n`` iff
@@ -41,6 +43,9 @@ def dynamic_group_conv(input: Tensor,
         sparse: False runs the masked dense form of the MSGC and DGC
             references (:func:`mmlgc.ops.reference.dynamic_group_conv`), the
             form they train and measure with.
+        interleaved: the groups' outputs come channel-shuffled (DGC's head
+            order), the shuffle folded into where the kernels write, not a
+            copy afterwards.
 
     Returns:
         ``[N, O, H', W']``, contiguous.
@@ -55,7 +60,8 @@ def dynamic_group_conv(input: Tensor,
     chooses between the kernels and the reference (``docs/ops.md``).
     """
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
-    args = (input, weight, bias, mask, out_mask, stride, padding, dilation)
+    args = (input, weight, bias, mask, out_mask, stride, padding, dilation,
+            interleaved)
     if not sparse or _masks_need_grad(mask, out_mask) or (
             input.device.type == 'cpu'
             and input.dtype not in CPU_KERNEL_DTYPES):
@@ -71,14 +77,15 @@ def _masks_need_grad(*masks) -> bool:
         m is not None and m.requires_grad for m in masks)
 
 
-def _fake(input, weight, bias, mask, out_mask, stride, padding, dilation):
+def _fake(input, weight, bias, mask, out_mask, stride, padding, dilation,
+          interleaved=False):
     out_size = conv_output_size(input.shape[2:], weight.shape[2:],
                                           stride, padding, dilation)
     return input.new_empty((input.shape[0], weight.shape[0], *out_size))
 
 
 def _backward_fake(grad_out, input, weight, mask, out_mask, stride, padding,
-                   dilation, output_mask):
+                   dilation, output_mask, interleaved=False):
     shapes = (input.shape, weight.shape, (weight.shape[0], ))
     return tuple(
         input.new_empty(shape if need else (0, ))
@@ -86,9 +93,11 @@ def _backward_fake(grad_out, input, weight, mask, out_mask, stride, padding,
 
 
 def _setup_context(ctx, inputs, output):
-    input, weight, bias, mask, out_mask, stride, padding, dilation = inputs
+    (input, weight, bias, mask, out_mask, stride, padding, dilation,
+     interleaved) = inputs
     ctx.save_for_backward(input, weight, mask, out_mask)
     ctx.conv_args = (stride, padding, dilation)
+    ctx.interleaved = interleaved
     ctx.has_bias = bias is not None
 
 
@@ -99,9 +108,10 @@ def _backward(ctx, grad_out):
         ctx.has_bias and ctx.needs_input_grad[2]
     ]
     grads = torch.ops.mmlgc.dynamic_group_conv_backward(
-        grad_out, input, weight, mask, out_mask, *ctx.conv_args, needs)
+        grad_out, input, weight, mask, out_mask, *ctx.conv_args, needs,
+        ctx.interleaved)
     grads = [g if need else None for g, need in zip(grads, needs)]
-    return (*grads, None, None, None, None, None)
+    return (*grads, None, None, None, None, None, None)
 
 
 if ext_available():

@@ -63,6 +63,7 @@ from ..complexity import conv_output_size
 from .dynamic_group_conv import dynamic_group_conv as _dynamic_kernel
 from .ragged_group_conv import ragged_group_conv as _ragged_kernel
 from .ragged_group_conv import unpack_weights
+from .reference import shuffle_channels
 from .timing import time_interleaved
 
 PLAN_ENV = 'MMLGC_CONV_PLAN'
@@ -565,6 +566,36 @@ def _apply_out_mask(out, out_mask):
                        out.new_zeros(()))
 
 
+def _sparse_op(input, weight, bias, mask, out_mask, stride, padding, dilation,
+               interleaved):
+    return _dynamic_kernel(input, weight, bias, mask, out_mask, stride,
+                           padding, dilation, interleaved=interleaved)
+
+
+def _group_major(candidate):
+    """A candidate for contiguous groups run on interleaved ones: the
+    weight rows (and bias, out_mask) to the group-major order, the output
+    shuffled back."""
+
+    def run(input, weight, bias, mask, out_mask, stride, padding, dilation,
+            interleaved):
+        groups = mask.shape[1]
+        if not interleaved or groups == 1:
+            return candidate(input, weight, bias, mask, out_mask, stride,
+                             padding, dilation)
+        per_group = weight.shape[0] // groups
+        weight = shuffle_channels(weight[None], per_group)[0]
+        if bias is not None:
+            bias = shuffle_channels(bias[None], per_group)[0]
+        if out_mask is not None:
+            out_mask = shuffle_channels(out_mask, per_group)
+        return shuffle_channels(
+            candidate(input, weight, bias, mask, out_mask, stride, padding,
+                      dilation), groups)
+
+    return run
+
+
 def dynamic_group_conv(input: Tensor,
                        weight: Tensor,
                        bias: Optional[Tensor],
@@ -573,33 +604,38 @@ def dynamic_group_conv(input: Tensor,
                        stride=1,
                        padding=0,
                        dilation=1,
-                       sparse: bool = True) -> Tensor:
+                       sparse: bool = True,
+                       interleaved: bool = False) -> Tensor:
     """:func:`mmlgc.ops.dynamic_group_conv` (same arguments, same result up
     to rounding) by the planned candidate. ``sparse=False``, masks that need
     gradients, and non-CPU inputs go to the op itself, which chooses between
     its kernels and the reference."""
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
-    args = (input, weight, bias, mask, out_mask, stride, padding, dilation)
+    args = (input, weight, bias, mask, out_mask, stride, padding, dilation,
+            interleaved)
     if not sparse or not plannable(input) or (
             torch.is_grad_enabled() and any(
                 t is not None and t.requires_grad for t in (mask, out_mask))):
-        return _dynamic_kernel(*args, sparse=sparse)
-    candidates = {'kernel': _dynamic_kernel, 'gathered': _gathered}
+        return _dynamic_kernel(*args[:-1], sparse=sparse,
+                               interleaved=interleaved)
+    candidates = {'kernel': _sparse_op, 'gathered': _group_major(_gathered)}
     n, c, h, w = input.shape
     g = mask.shape[1]
     if n > 1:
-        candidates['batch_union'] = _batch_union
+        candidates['batch_union'] = _group_major(_batch_union)
     if g == 1:
-        candidates['dense'] = _masked_dense
+        candidates['dense'] = _group_major(_masked_dense)
     kh, kw = weight.shape[2:]
     if (kh, kw) == (1, 1) and padding == (0, 0):
-        candidates['gemm'] = _gathered_gemm
+        candidates['gemm'] = _group_major(_gathered_gemm)
     density = int(torch.count_nonzero(mask)) / max(mask.numel(), 1)
     choice = choose_once(
         ('dynamic', c, weight.shape[0], f'{kh}x{kw}', stride, padding,
          dilation, g, out_mask is not None, f'd{density_bucket(density)}',
          f'n{n}', f'hw{size_bucket(h, w)}', input.dtype,
-         f't{torch.get_num_threads()}'), tuple(candidates),
+         f't{torch.get_num_threads()}') + (('interleaved', )
+                                          if interleaved else ()),
+        tuple(candidates),
         lambda: {name: (lambda f=f: f(*args))
                  for name, f in candidates.items()})
     return candidates[choice](*args)

@@ -17,21 +17,40 @@ def dynamic_group_conv(input: torch.Tensor,
                        out_mask: Optional[torch.Tensor] = None,
                        stride=1,
                        padding=0,
-                       dilation=1) -> torch.Tensor:
+                       dilation=1,
+                       interleaved: bool = False) -> torch.Tensor:
     """The masked form the MSGC and DGC references train with: the input is
     replicated once per group, multiplied by that group's mask ``[N, G, C]``
     and convolved by one ``groups=G`` conv with the dense ``[O, C, kh, kw]``
-    weight (memory x G, dense compute). Output channels whose ``out_mask``
-    ``[N, O]`` entry is zero are zero (bias included). Differentiable in every
-    argument, the masks included."""
+    weight (memory x G, dense compute). ``interleaved``: group ``g`` holds
+    output channels ``j * G + g`` instead of ``[g * O/G, (g + 1) * O/G)``
+    (the groups' outputs channel-shuffled, DGC's order; weight rows and bias
+    in output order). Output channels whose ``out_mask`` ``[N, O]`` entry is
+    zero are zero (bias included). Differentiable in every argument, the
+    masks included."""
     groups = mask.shape[1]
+    if interleaved:  # to the group-major order and back
+        weight = shuffle_channels(weight[None], weight.shape[0] // groups)[0]
+        if bias is not None:
+            bias = shuffle_channels(bias[None], bias.shape[0] // groups)[0]
     replicated = (input.unsqueeze(1) * mask[:, :, :, None, None]).flatten(1, 2)
     out = F.conv2d(replicated, weight, bias, _pair(stride), _pair(padding),
                    _pair(dilation), groups)
+    if interleaved:
+        out = shuffle_channels(out, groups)
     if out_mask is not None:
         out = torch.where(out_mask[:, :, None, None] != 0, out,
                           out.new_zeros(()))
     return out
+
+
+def shuffle_channels(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet's channel shuffle of dim 1 (``C = groups * k``): channel
+    ``g * k + j`` moves to ``j * groups + g``. Its inverse is the shuffle
+    with ``k`` groups."""
+    n, c = x.shape[:2]
+    return x.reshape(n, groups, c // groups, *x.shape[2:]).transpose(
+        1, 2).reshape(x.shape)
 
 
 def ragged_group_conv(input: torch.Tensor,

@@ -45,7 +45,7 @@ def _layout(x, rng):
 
 def _conv_case(rng, gen, device, pointwise=False):
     """A random conv geometry and input; ``pointwise``: 1x1, no padding
-    (the CPU kernel's GEMM path)."""
+    (strided: the CPU kernel's GEMM path)."""
     dtype = rng.choice([torch.float32, torch.float64])
     k = 1 if pointwise else rng.choice([1, 3, 5])
     stride = (rng.choice([1, 2]), rng.choice([1, 2]))
@@ -68,8 +68,7 @@ def _dynamic_case(seed, device, pointwise=False):
     x, case = _conv_case(rng, gen, device, pointwise)
     n, c = x.shape[:2]
     groups = rng.choice([1, 2, 3, 4, 5, 8])
-    # Pointwise: up to 12 rows a group, so both CPU paths (direct kernel
-    # below 8 rows, GEMM from 8) run.
+    # Pointwise: up to 12 rows a group (the GEMM path's row blocks).
     out_channels = groups * rng.randint(1, 12 if pointwise else 4)
     density = rng.choice([0.0, 0.1, 0.25, 0.5, 0.9, 1.0])
     mask = (torch.rand(n, groups, c, generator=gen) < density).to(x.dtype)
@@ -89,10 +88,15 @@ def _dynamic_case(seed, device, pointwise=False):
     x, layout = _layout(x, rng)
     case.update(c=c, o=out_channels, groups=groups, density=density,
                 real_valued=real_valued, out_mask=out_mask is not None,
-                bias=bias is not None, layout=layout)
+                bias=bias is not None, layout=layout,
+                interleaved=rng.random() < 0.3)
     args = (x, weight, bias, mask.to(device), out_mask, case['stride'],
             case['padding'], case['dilation'])
     return args, case
+
+
+def _run_dynamic(op, args, case):
+    return op(*args, interleaved=case['interleaved'])
 
 
 def _ragged_case(seed, device, pointwise=False):
@@ -132,18 +136,20 @@ def test_dynamic_matches_reference(device, chunk):
     for seed in range(chunk * CASES_PER_CHUNK, (chunk + 1) * CASES_PER_CHUNK):
         args, case = _dynamic_case(seed, device)
         _assert_matches(
-            dynamic_group_conv(*args), reference.dynamic_group_conv(*args),
+            _run_dynamic(dynamic_group_conv, args, case),
+            _run_dynamic(reference.dynamic_group_conv, args, case),
             case['dtype'], dict(seed=seed, **case))
 
 
 @pytest.mark.parametrize('device', DEVICES)
 def test_pointwise_matches_reference(device):
-    """1x1 without padding: a separate (GEMM) path on CPU, every
+    """1x1 without padding (strided: a separate GEMM path on CPU), every
     case of both ops (scales, out_mask-ed and empty groups, layouts)."""
     for seed in range(120):
         args, case = _dynamic_case(seed, device, pointwise=True)
         _assert_matches(
-            dynamic_group_conv(*args), reference.dynamic_group_conv(*args),
+            _run_dynamic(dynamic_group_conv, args, case),
+            _run_dynamic(reference.dynamic_group_conv, args, case),
             case['dtype'], dict(seed=seed, **case))
         args, case = _ragged_case(seed, device, pointwise=True)
         _assert_matches(
@@ -170,7 +176,7 @@ def test_sweeps_cover_the_required_cases():
             density=[0.0, 1.0], layout=['contiguous', 'channels_last',
                                         'strided'],
             dtype=[torch.float32, torch.float64], real_valued=[True, False],
-            out_mask=[True, False]).items():
+            out_mask=[True, False], interleaved=[True, False]).items():
         assert set(values) <= {c[key] for c in cases}, key
     assert {(2, 2), (1, 1)} <= {c['stride'] for c in cases}
     assert any(c['dilation'] != (1, 1) for c in cases)
@@ -203,12 +209,36 @@ def _small_ragged(dtype=torch.float64, requires_grad=True):
             (3, 3), (1, 2), (1, 0), (1, 1))
 
 
+@pytest.mark.parametrize('interleaved', [False, True])
 @pytest.mark.parametrize('out_mask', [True, False])
-def test_dynamic_gradcheck(out_mask):
+def test_dynamic_gradcheck(out_mask, interleaved):
     args = _small_dynamic(out_mask=out_mask)
     x, weight, bias, *rest = args
     assert torch.autograd.gradcheck(
-        lambda a, b, c: dynamic_group_conv(a, b, c, *rest), (x, weight, bias))
+        lambda a, b, c: dynamic_group_conv(a, b, c, *rest,
+                                           interleaved=interleaved),
+        (x, weight, bias))
+
+
+def test_interleaved_groups_are_the_shuffled_contiguous_ones():
+    """Group g holds output channels j * G + g: the contiguous groups'
+    output channel-shuffled, with weight rows and out_mask in that order
+    (the reference defines it; the kernels are swept against it)."""
+    x, weight, bias, mask, omask, *conv = _small_dynamic(requires_grad=False)
+    per_group, groups = weight.shape[0] // mask.shape[1], mask.shape[1]
+    shuffle = reference.shuffle_channels
+    got = reference.dynamic_group_conv(x, weight, bias, mask, omask, *conv,
+                                       interleaved=True)
+    contiguous = reference.dynamic_group_conv(
+        x, shuffle(weight[None], per_group)[0],
+        shuffle(bias[None], per_group)[0], mask,
+        shuffle(omask.float(), per_group), *conv)
+    torch.testing.assert_close(got, shuffle(contiguous, groups))
+    # Channel j * G + g of the output is row j of group g.
+    rows = torch.arange(weight.shape[0]).view(groups, per_group)
+    torch.testing.assert_close(
+        shuffle(rows.flatten()[None], groups)[0],
+        rows.t().flatten())
 
 
 def test_ragged_gradcheck():
@@ -223,18 +253,23 @@ def test_ragged_gradcheck():
 ])
 def test_gradients_match_reference(small, op, ref):
     args = small()
-    grad = torch.randn_like(ref(*args))
-    got = torch.autograd.grad(op(*args), args[:3], grad)
-    want = torch.autograd.grad(ref(*args), args[:3], grad)
-    for g, w in zip(got, want):
-        torch.testing.assert_close(g, w, rtol=0, atol=1e-12)
+    kwargs = [{}] + ([dict(interleaved=True)] if op is dynamic_group_conv
+                     else [])
+    for kw in kwargs:
+        grad = torch.randn_like(ref(*args, **kw))
+        got = torch.autograd.grad(op(*args, **kw), args[:3], grad)
+        want = torch.autograd.grad(ref(*args, **kw), args[:3], grad)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=0, atol=1e-12, msg=str(kw))
 
 
 def test_opcheck():
     """Schemas, fake (meta) kernels, autograd registration, torch.compile."""
     x, weight, bias, mask, omask, *conv = _small_dynamic(torch.float32)
-    torch.library.opcheck(torch.ops.mmlgc.dynamic_group_conv.default,
-                          (x, weight, bias, mask, omask, *map(list, conv)))
+    for interleaved in (False, True):
+        torch.library.opcheck(torch.ops.mmlgc.dynamic_group_conv.default,
+                              (x, weight, bias, mask, omask, *map(list, conv),
+                               interleaved))
     x, weight, bias, index, ins, outs, *conv = _small_ragged(torch.float32)
     torch.library.opcheck(torch.ops.mmlgc.ragged_group_conv.default,
                           (x, weight, bias, index, ins, outs,
@@ -250,7 +285,8 @@ def test_backward_ops_opcheck():
     grad = torch.randn(2, 6, 3, 5)
     torch.library.opcheck(
         torch.ops.mmlgc.dynamic_group_conv_backward.default,
-        (grad, x, weight, mask, omask, *map(list, conv), [True, True, False]),
+        (grad, x, weight, mask, omask, *map(list, conv), [True, True, False],
+         True),
         test_utils=checks)
     x, weight, _, index, ins, outs, *conv = _small_ragged(torch.float32,
                                                           requires_grad=False)

@@ -34,9 +34,10 @@ DYNAMIC_CASES = [
 ]
 
 
+@pytest.mark.parametrize('interleaved', [False, True])
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
 @pytest.mark.parametrize('case', DYNAMIC_CASES)
-def test_dynamic_candidates_match_reference(case, dtype):
+def test_dynamic_candidates_match_reference(case, dtype, interleaved):
     n, c, o, g, k, stride, density, with_out_mask, attention = case
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(n, c, 9, 7, generator=gen, dtype=torch.float64)
@@ -49,13 +50,14 @@ def test_dynamic_candidates_match_reference(case, dtype):
             for t in (x, weight, bias, mask, out_mask)]
     conv = (stride, k // 2, 1)
     expected = reference.dynamic_group_conv(x, weight, bias, mask, out_mask,
-                                            *conv)
+                                            *conv, interleaved=interleaved)
     names = ['kernel', 'gathered'] + (['batch_union'] if n > 1 else []) + (
         ['dense'] if g == 1 else []) + (['gemm'] if k == 1 else [])
     for name in names:
         plans.force_plan(name)
         with torch.no_grad():
-            out = plans.dynamic_group_conv(*args, *conv)
+            out = plans.dynamic_group_conv(*args, *conv,
+                                           interleaved=interleaved)
         torch.testing.assert_close(out.double(), expected, **TOL[dtype],
                                    msg=name)
         if out_mask is not None:  # unread outputs are exact zeros

@@ -215,7 +215,8 @@ int64_t check_ragged_group_conv_args(const char* op, const at::Tensor& input,
 
 GroupConvPlan plan_dynamic_group_conv(const at::Tensor& mask,
                                       const std::optional<at::Tensor>& out_mask,
-                                      int64_t out_channels, int64_t taps) {
+                                      int64_t out_channels, int64_t taps,
+                                      bool interleaved) {
   // Masks are small ([N, G, C]); reading them on the host costs one sync on
   // the GPU, which the data-dependent shapes of the plan require anyway.
   const auto m = mask.to(at::kCPU, at::kDouble).contiguous();
@@ -236,7 +237,8 @@ GroupConvPlan plan_dynamic_group_conv(const at::Tensor& mask,
     for (int64_t g = 0; g < groups; ++g) {
       GroupConvTask task{n, static_cast<int64_t>(plan.in_channel.size()), 0,
                          static_cast<int64_t>(plan.out_channel.size()), 0};
-      for (int64_t o = g * per_group; o < (g + 1) * per_group; ++o) {
+      for (int64_t j = 0; j < per_group; ++j) {
+        const int64_t o = interleaved ? j * groups + g : g * per_group + j;
         if (op && op[n * out_channels + o] == 0) continue;
         // It selects outputs, it does not scale them: a 0.5 would be
         // silently read as 1.
@@ -381,15 +383,15 @@ at::Tensor dynamic_group_conv(const at::Tensor& input, const at::Tensor& weight,
                               const at::Tensor& mask,
                               const std::optional<at::Tensor>& out_mask,
                               at::IntArrayRef stride, at::IntArrayRef padding,
-                              at::IntArrayRef dilation) {
+                              at::IntArrayRef dilation, bool interleaved) {
   constexpr const char* op = "dynamic_group_conv";
   check_dynamic_group_conv_args(op, input, weight, bias, mask, out_mask);
   const auto geo = make_geometry(op, input, weight.size(2), weight.size(3),
                                  stride, padding, dilation);
   checked_product(op, "the output size",
                   {input.size(0), weight.size(0), geo.out_h, geo.out_w});
-  const auto plan =
-      plan_dynamic_group_conv(mask, out_mask, weight.size(0), geo.taps());
+  const auto plan = plan_dynamic_group_conv(mask, out_mask, weight.size(0),
+                                            geo.taps(), interleaved);
   return forward(input, weight.contiguous().view(-1), bias, plan, geo);
 }
 
@@ -398,15 +400,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dynamic_group_conv_backward(
     const at::Tensor& weight, const at::Tensor& mask,
     const std::optional<at::Tensor>& out_mask, at::IntArrayRef stride,
     at::IntArrayRef padding, at::IntArrayRef dilation,
-    std::array<bool, 3> needs) {
+    std::array<bool, 3> needs, bool interleaved) {
   constexpr const char* op = "dynamic_group_conv_backward";
   check_dynamic_group_conv_args(op, input, weight, std::nullopt, mask,
                                 out_mask);
   const auto geo = make_geometry(op, input, weight.size(2), weight.size(3),
                                  stride, padding, dilation);
   check_grad_out(op, grad_out, input, weight.size(0), geo);
-  const auto plan =
-      plan_dynamic_group_conv(mask, out_mask, weight.size(0), geo.taps());
+  const auto plan = plan_dynamic_group_conv(mask, out_mask, weight.size(0),
+                                            geo.taps(), interleaved);
   auto [grad_input, grad_weight, grad_bias] = group_conv_backward(
       grad_out, input, weight.contiguous().view(-1), plan, geo, needs);
   if (grad_weight.defined()) grad_weight = grad_weight.view(weight.sizes());

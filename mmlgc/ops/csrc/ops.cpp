@@ -8,19 +8,21 @@
 #include <torch/library.h>
 
 TORCH_LIBRARY(mmlgc, m) {
-  // Output group g (channels [g*O/G, (g+1)*O/G)) of sample n is the conv of
-  // input[n] * mask[n, g] with those weight rows; out_mask [N, O] (optional)
-  // marks the output channels to compute, the others are zero. Only active
-  // (input, output) channel pairs are computed.
+  // Output group g (channels [g*O/G, (g+1)*O/G), or with `interleaved` the
+  // channels o with o % G == g: a channel shuffle folded into the output
+  // order) of sample n is the conv of input[n] * mask[n, g] with those
+  // weight rows; out_mask [N, O] (optional) marks the output channels to
+  // compute, the others are zero. Only active (input, output) channel pairs
+  // are computed.
   m.def(
       "dynamic_group_conv(Tensor input, Tensor weight, Tensor? bias, "
       "Tensor mask, Tensor? out_mask, int[2] stride, int[2] padding, "
-      "int[2] dilation) -> Tensor");
+      "int[2] dilation, bool interleaved=False) -> Tensor");
   m.def(
       "dynamic_group_conv_backward(Tensor grad_out, Tensor input, "
       "Tensor weight, Tensor mask, Tensor? out_mask, int[2] stride, "
-      "int[2] padding, int[2] dilation, bool[3] output_mask) "
-      "-> (Tensor, Tensor, Tensor)");
+      "int[2] padding, int[2] dilation, bool[3] output_mask, "
+      "bool interleaved=False) -> (Tensor, Tensor, Tensor)");
   // Static groups of unequal sizes: group g reads the in_sizes[g] input
   // channels listed next in in_index (sets may overlap) and writes the next
   // out_sizes[g] output channels; weight packs each group's

@@ -25,6 +25,7 @@ def dynamic_group_conv(input: Tensor,
                        stride=1,
                        padding=0,
                        dilation=1,
+                       interleaved: bool = False,
                        *,
                        _tile: Optional[TileConfig] = None) -> Tensor:
     """See :func:`mmlgc.ops.dynamic_group_conv`. float64 runs the reference
@@ -39,9 +40,9 @@ def dynamic_group_conv(input: Tensor,
     if input.dtype not in KERNEL_DTYPES:
         return reference.dynamic_group_conv(input, weight, bias, mask,
                                             out_mask, stride, padding,
-                                            dilation)
+                                            dilation, interleaved)
     plan = plan_dynamic(mask, out_mask, weight.shape[0],
-                        kernel_size[0] * kernel_size[1])
+                        kernel_size[0] * kernel_size[1], interleaved)
     return launch(input, weight.contiguous().view(-1), _contiguous(bias),
                   plan, weight.shape[0], kernel_size, stride, padding,
                   dilation, out_size, _tile)

@@ -199,10 +199,11 @@ def check_ragged_args(op: str, input: Tensor, weight: Tensor,
 # ----------------------------------------------------------------------------
 
 def plan_dynamic(mask: Tensor, out_mask: Optional[Tensor], out_channels: int,
-                 taps: int) -> GroupConvPlan:
+                 taps: int, interleaved: bool = False) -> GroupConvPlan:
     """Task ``n * G + g`` reads the channels with ``mask[n, g] != 0`` (scaled
     by those values) into group ``g``'s output channels of sample ``n`` that
-    ``out_mask`` keeps."""
+    ``out_mask`` keeps (``g * O/G + j``, or ``j * G + g`` when
+    ``interleaved``)."""
     n, groups, channels = mask.shape
     per_group = out_channels // groups
     device = mask.device
@@ -222,9 +223,12 @@ def plan_dynamic(mask: Tensor, out_mask: Optional[Tensor], out_channels: int,
             raise RuntimeError(
                 'dynamic_group_conv: out_mask must be binary (0 or 1), got '
                 f'{out_mask[tuple(where)].item()} at {where}')
-        keep = (out_mask != 0).view(n, groups, per_group)
+        keep = out_mask != 0
+        keep = (keep.view(n, per_group, groups).transpose(1, 2)
+                if interleaved else keep.view(n, groups, per_group))
     rows = keep.nonzero()  # (n, g, j)
-    out_channel = rows[:, 1] * per_group + rows[:, 2]
+    out_channel = (rows[:, 2] * groups + rows[:, 1] if interleaved else
+                   rows[:, 1] * per_group + rows[:, 2])
     out_count = keep.sum(2).view(-1)
     return GroupConvPlan(
         in_channel=in_channel,

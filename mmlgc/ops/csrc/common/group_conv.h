@@ -84,10 +84,12 @@ std::vector<PaddedChunk> pad_tasks(const GroupConvPlan& plan, int64_t in_cost,
 // Dynamic group conv: `mask` [N, G, C] (output group g reads channel c of
 // sample n, scaled by mask[n, g, c], iff that is non-zero) and the optional
 // `out_mask` [N, O] (output channel o of sample n is computed iff non-zero).
-// Weight [O, C, kh, kw], dense.
+// Group g holds output channels [g*O/G, (g+1)*O/G), or, `interleaved`, the
+// channels j*G + g. Weight [O, C, kh, kw], dense, rows in output order.
 GroupConvPlan plan_dynamic_group_conv(const at::Tensor& mask,
                                       const std::optional<at::Tensor>& out_mask,
-                                      int64_t out_channels, int64_t taps);
+                                      int64_t out_channels, int64_t taps,
+                                      bool interleaved);
 
 // Ragged group conv: group g reads in_index[in_offset_g : +in_sizes[g]] and
 // writes the next out_sizes[g] output channels; its weight is the next
