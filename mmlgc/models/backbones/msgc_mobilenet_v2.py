@@ -6,14 +6,12 @@ predicts ``[N, G, hidden]`` masks; head ``g`` of the projection reads the
 depthwise output masked by ``mask[:, g]`` (times attention, if enabled). The
 expansion and depthwise convs are the dense ones, and the cost of the hidden
 channels no head reads is credited back, as in the reference ("bonus"); in
-sparse eval (deploy) they are not computed (:func:`read_hidden_only`) unless
-computing them all measures faster (:meth:`MSGCInvertedResidual._hidden`).
+sparse eval (deploy) they are not computed (:func:`read_hidden_only`).
 Parameter names are mmdet's / mmpretrain's, so their MobileNetV2 checkpoints
 load with only the generator keys missing.
 """
 from typing import Optional
 
-import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import ConvModule
@@ -22,7 +20,7 @@ from torch import Tensor, nn
 
 from ...complexity import ShapeOf, conv_macs, conv_output_size
 from ...layers import MSGCConv2d
-from ...ops import plans
+from ...ops.plans import plannable
 from ...registry import MODELS
 from ...utils.checks import check_positive_int, check_unsupported
 from .grouped_mobilenet_v2 import GroupedMobileNetV2
@@ -62,7 +60,15 @@ class MSGCInvertedResidual(MSGCBlockMixin, InvertedResidual):
 
         def _inner_forward(x):
             linear = self.linear_conv
-            out = self._hidden(x, masks[1])
+            if self._reads_sparsely(linear.conv, masks[1], x):
+                out = read_hidden_only(
+                    x, self.expand_conv if self.with_expand_conv else None,
+                    self.depthwise_conv, masks[1])
+            else:
+                out = x
+                if self.with_expand_conv:
+                    out = self.expand_conv(out)
+                out = self.depthwise_conv(out)
             out = linear.conv(out, self._weighted(masks, attention, 1))
             if linear.with_norm:
                 out = linear.norm(out)
@@ -80,41 +86,11 @@ class MSGCInvertedResidual(MSGCBlockMixin, InvertedResidual):
                         attention, generator_macs)
         return out
 
-    def _all_hidden(self, x: Tensor) -> Tensor:
-        out = self.expand_conv(x) if self.with_expand_conv else x
-        return self.depthwise_conv(out)
-
-    def _hidden(self, x: Tensor, mask: Tensor) -> Tensor:
-        """The depthwise output, for the projection to read through
-        ``mask``. Where the projection runs sparsely, the faster on this CPU
-        (an execution plan, :mod:`mmlgc.ops.plans`) of ``read_hidden``
-        (:func:`read_hidden_only`) and ``all_hidden`` (every channel, as
-        dense): computing a subset pays gathers and, on large maps, ATen's
-        slower depthwise kernels for odd channel counts, which can cost more
-        than the channels saved (MobileNetV2's first block at 224x224)."""
-        if not self._reads_sparsely(self.linear_conv.conv, mask, x):
-            return self._all_hidden(x)
-        candidates = {
-            'read_hidden': lambda: read_hidden_only(
-                x, self.expand_conv if self.with_expand_conv else None,
-                self.depthwise_conv, mask),
-            'all_hidden': lambda: self._all_hidden(x),
-        }
-        n, c, h, w = x.shape
-        read = int(mask.ne(0).any(1).any(0).sum()) / mask.shape[2]
-        choice = plans.choose_once(
-            ('mbv2_hidden', c, mask.shape[2], self.depthwise_conv.conv.stride,
-             f'd{plans.density_bucket(read)}', f'n{n}',
-             f'hw{plans.size_bucket(h, w)}', x.dtype,
-             f't{torch.get_num_threads()}'), tuple(candidates),
-            lambda: candidates, default='read_hidden', forced_default=False)
-        return candidates[choice]()
-
     def _reads_sparsely(self, conv: MSGCConv2d, mask: Tensor,
                         x: Tensor) -> bool:
         """Where the projection runs sparsely (its own rule), so hidden
         channels no head reads need not exist."""
-        return (conv.runs_sparse(mask) and plans.plannable(x)
+        return (conv.runs_sparse(mask) and plannable(x)
                 and _plain(self.depthwise_conv) and (
                     not self.with_expand_conv or _plain(self.expand_conv)))
 
