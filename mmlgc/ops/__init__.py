@@ -1,5 +1,6 @@
 from . import cuda_kernels, reference
 from ._ext_loader import ext_available
+from .affine_relu import affine_relu_mean
 from .dynamic_group_conv import dynamic_group_conv
 from .ragged_group_conv import pack_weights, ragged_group_conv, unpack_weights
 
@@ -7,6 +8,6 @@ if ext_available():
     cuda_kernels.register()
 
 __all__ = [
-    'dynamic_group_conv', 'ext_available', 'pack_weights',
+    'affine_relu_mean', 'dynamic_group_conv', 'ext_available', 'pack_weights',
     'ragged_group_conv', 'reference', 'unpack_weights'
 ]

@@ -44,6 +44,15 @@ def dynamic_group_conv(input: torch.Tensor,
     return out
 
 
+def affine_relu_mean(input: torch.Tensor, scale: torch.Tensor,
+                     shift: torch.Tensor):
+    """``y = relu(scale[c] * input + shift[c])`` (an eval BN -> ReLU,
+    folded to one affine per channel) and its mean over ``H, W``:
+    ``(y [N, C, H, W], mean [N, C])``."""
+    out = torch.relu(input * scale[:, None, None] + shift[:, None, None])
+    return out, out.mean((2, 3))
+
+
 def shuffle_channels(x: torch.Tensor, groups: int) -> torch.Tensor:
     """ShuffleNet's channel shuffle of dim 1 (``C = groups * k``): channel
     ``g * k + j`` moves to ``j * groups + g``. Its inverse is the shuffle

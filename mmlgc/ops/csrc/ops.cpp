@@ -36,6 +36,13 @@ TORCH_LIBRARY(mmlgc, m) {
       "Tensor weight, Tensor in_index, int[] in_sizes, int[] out_sizes, "
       "int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, "
       "bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+  // y = max(scale[c] * input + shift[c], 0) and its mean over H, W ([N, C]),
+  // in one pass: an eval BN -> ReLU -> global average pool (DGC's
+  // pre-activation and its saliency generators' input). CPU only; other
+  // devices and autograd take the composite in mmlgc/ops/affine_relu.py.
+  m.def(
+      "affine_relu_mean(Tensor input, Tensor scale, Tensor shift) "
+      "-> (Tensor, Tensor)");
 }
 
 // `import mmlgc._ext` loads this library and thereby registers the ops; the
