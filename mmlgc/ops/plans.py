@@ -596,6 +596,12 @@ def _group_major(candidate):
     return run
 
 
+# The dynamic candidates, each also for interleaved groups.
+_DYNAMIC_CANDIDATES = dict(
+    kernel=_sparse_op, gathered=_group_major(_gathered), batch_union=_group_major(_batch_union),
+    dense=_group_major(_masked_dense), gemm=_group_major(_gathered_gemm))
+
+
 def dynamic_group_conv(input: Tensor,
                        weight: Tensor,
                        bias: Optional[Tensor],
@@ -618,16 +624,13 @@ def dynamic_group_conv(input: Tensor,
                 t is not None and t.requires_grad for t in (mask, out_mask))):
         return _dynamic_kernel(*args[:-1], sparse=sparse,
                                interleaved=interleaved)
-    candidates = {'kernel': _sparse_op, 'gathered': _group_major(_gathered)}
     n, c, h, w = input.shape
     g = mask.shape[1]
-    if n > 1:
-        candidates['batch_union'] = _group_major(_batch_union)
-    if g == 1:
-        candidates['dense'] = _group_major(_masked_dense)
     kh, kw = weight.shape[2:]
-    if (kh, kw) == (1, 1) and padding == (0, 0):
-        candidates['gemm'] = _group_major(_gathered_gemm)
+    valid = dict(kernel=True, gathered=True, batch_union=n > 1, dense=g == 1,
+                 gemm=(kh, kw) == (1, 1) and padding == (0, 0))
+    candidates = {name: _DYNAMIC_CANDIDATES[name]
+                  for name, ok in valid.items() if ok}
     density = int(torch.count_nonzero(mask)) / max(mask.numel(), 1)
     choice = choose_once(
         ('dynamic', c, weight.shape[0], f'{kh}x{kw}', stride, padding,
