@@ -68,7 +68,7 @@ void affine_relu_mean_impl(const at::Tensor& x, const at::Tensor& scale,
         sum += y;
       }
       for (int64_t k = 0; k < kLanes; ++k) sum += part[k];
-      mp[plane] = static_cast<T>(sum / std::max<int64_t>(hw, 1));
+      mp[plane] = static_cast<T>(sum / hw);  // 0 / 0: NaN, as torch.mean
     }
   });
 }
