@@ -155,6 +155,7 @@ def main():
         runner.test_evaluator.metrics.append(dump_metric(cfg, args.out))
 
     runner.test()
+    del runner  # the process group's last holders go with it
     release_process_group()
 
 

@@ -106,6 +106,7 @@ def main():
         runner = RUNNERS.build(cfg)
     runner.logger.info(describe_runtime(cfg, tool_wide))
     runner.train()
+    del runner  # the process group's last holders go with it
     release_process_group()
 
 

@@ -11,6 +11,7 @@ nothing. It names mmlgc's components by type string
 (``mmlgc.CPUDistributedDataParallel`` in :mod:`mmlgc.engine.distributed`,
 ``mmlgc.AllReduceSyncBN``), so it imports neither.
 """
+import gc
 import os
 from typing import Any, List
 from unittest import mock
@@ -99,7 +100,12 @@ def release_process_group() -> None:
     without it, and their clean-up during interpreter shutdown can abort the
     process (SIGABRT, "terminate called without an active exception") after
     its work is done, failing the launcher. mmengine's Runner leaves the
-    group alive, so the tools release it when their run ends."""
+    group alive, so the tools release it when their run ends -- after
+    dropping their runner: its DDP wrapper holds the group too, and a runner
+    is freed only by the cyclic garbage collector (it references itself), so
+    the collection here, not the interpreter's shutdown, ends the group's
+    threads."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+        gc.collect()
 
