@@ -304,8 +304,7 @@ class DGCConv(CostReporter, nn.Conv2d):
         if torch.is_grad_enabled() and any(
                 t is not None and t.requires_grad for t in tensors):
             return affine()
-        key = tuple((id(t), t._version) if t is not None else None
-                    for t in tensors)
+        key = plans.state_key(tensors)
         cached = self.__dict__.get('_pre_norm_affine_cache')
         if cached is None or cached[0] != key:
             with torch.no_grad():

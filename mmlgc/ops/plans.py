@@ -63,7 +63,7 @@ from ..complexity import conv_output_size
 from .dynamic_group_conv import dynamic_group_conv as _dynamic_kernel
 from .ragged_group_conv import ragged_group_conv as _ragged_kernel
 from .ragged_group_conv import unpack_weights
-from .reference import shuffle_channels
+from .reference import as_group_major
 from .timing import time_interleaved
 
 PLAN_ENV = 'MMLGC_CONV_PLAN'
@@ -378,11 +378,17 @@ def _ragged_kernel_call(layer):
     return run
 
 
+def state_key(tensors) -> tuple:
+    """Changes whenever one of ``tensors`` (None allowed) is replaced or
+    modified in place: the key of anything computed from them."""
+    return tuple((id(t), t._version) if t is not None else None
+                 for t in tensors)
+
+
 def _state_key(layer) -> tuple:
     """Changes whenever a tensor the candidates were built from does."""
-    return tuple((id(t), t._version) if t is not None else None
-                 for t in (layer.weight, layer.bias, layer.in_index,
-                           layer.output_index))
+    return state_key((layer.weight, layer.bias, layer.in_index,
+                      layer.output_index))
 
 
 def _ragged_candidates(layer) -> Dict[str, Callable[[Tensor], Tensor]]:
@@ -573,25 +579,16 @@ def _sparse_op(input, weight, bias, mask, out_mask, stride, padding, dilation,
 
 
 def _group_major(candidate):
-    """A candidate for contiguous groups run on interleaved ones: the
-    weight rows (and bias, out_mask) to the group-major order, the output
-    shuffled back."""
+    """A candidate for contiguous groups that also runs interleaved ones
+    (:func:`mmlgc.ops.reference.as_group_major`)."""
 
     def run(input, weight, bias, mask, out_mask, stride, padding, dilation,
             interleaved):
-        groups = mask.shape[1]
-        if not interleaved or groups == 1:
-            return candidate(input, weight, bias, mask, out_mask, stride,
-                             padding, dilation)
-        per_group = weight.shape[0] // groups
-        weight = shuffle_channels(weight[None], per_group)[0]
-        if bias is not None:
-            bias = shuffle_channels(bias[None], per_group)[0]
-        if out_mask is not None:
-            out_mask = shuffle_channels(out_mask, per_group)
-        return shuffle_channels(
-            candidate(input, weight, bias, mask, out_mask, stride, padding,
-                      dilation), groups)
+        args = (input, weight, bias, mask, out_mask, stride, padding,
+                dilation)
+        if interleaved and mask.shape[1] > 1:
+            return as_group_major(candidate, *args)
+        return candidate(*args)
 
     return run
 

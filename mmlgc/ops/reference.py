@@ -28,16 +28,13 @@ def dynamic_group_conv(input: torch.Tensor,
     in output order). Output channels whose ``out_mask`` ``[N, O]`` entry is
     zero are zero (bias included). Differentiable in every argument, the
     masks included."""
+    if interleaved:
+        return as_group_major(dynamic_group_conv, input, weight, bias, mask,
+                              out_mask, stride, padding, dilation)
     groups = mask.shape[1]
-    if interleaved:  # to the group-major order and back
-        weight = shuffle_channels(weight[None], weight.shape[0] // groups)[0]
-        if bias is not None:
-            bias = shuffle_channels(bias[None], bias.shape[0] // groups)[0]
     replicated = (input.unsqueeze(1) * mask[:, :, :, None, None]).flatten(1, 2)
     out = F.conv2d(replicated, weight, bias, _pair(stride), _pair(padding),
                    _pair(dilation), groups)
-    if interleaved:
-        out = shuffle_channels(out, groups)
     if out_mask is not None:
         out = torch.where(out_mask[:, :, None, None] != 0, out,
                           out.new_zeros(()))
@@ -51,6 +48,24 @@ def affine_relu_mean(input: torch.Tensor, scale: torch.Tensor,
     ``(y [N, C, H, W], mean [N, C])``."""
     out = torch.relu(input * scale[:, None, None] + shift[:, None, None])
     return out, out.mean((2, 3))
+
+
+def as_group_major(contiguous, input, weight, bias, mask, out_mask, stride,
+                   padding, dilation) -> torch.Tensor:
+    """A dynamic group conv of *interleaved* groups computed by
+    ``contiguous``, an implementation of contiguous ones (same arguments):
+    weight rows, bias and ``out_mask`` shuffled to the group-major order,
+    the output shuffled back."""
+    groups = mask.shape[1]
+    per_group = weight.shape[0] // groups
+    weight = shuffle_channels(weight[None], per_group)[0]
+    if bias is not None:
+        bias = shuffle_channels(bias[None], per_group)[0]
+    if out_mask is not None:
+        out_mask = shuffle_channels(out_mask, per_group)
+    return shuffle_channels(
+        contiguous(input, weight, bias, mask, out_mask, stride, padding,
+                   dilation), groups)
 
 
 def shuffle_channels(x: torch.Tensor, groups: int) -> torch.Tensor:
