@@ -156,6 +156,10 @@ def parse_args():
                         help='also time the deployed model with every layer '
                         'on the compiled op (no plan: the execution before '
                         'plans existed), interleaved with the other forms')
+    parser.add_argument('--no-masked', action='store_true',
+                        help='leave out the masked form (the references\' '
+                        'training form, the slowest by far at detection '
+                        'sizes); speed_table.py does not show it')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default='work_dirs/benchmark_model.json')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -394,9 +398,13 @@ def main():
                 backbone(x)
             ratio, density = collect_costs(backbone).ratio.item(), None
         else:
-            density, ratio = untrained_masks(backbone, x, args.target,
+            # The masks are static (the same for every image): calibrating
+            # them on one image costs 1/batch of the forwards.
+            density, ratio = untrained_masks(backbone, x[:1], args.target,
                                              args.seed)
         forms = three_forms(model, dense)
+        if args.no_masked:
+            del forms['masked']
         scopes = {'backbone': {k: backbone_call(v) for k, v in forms.items()}}
         if isinstance(getattr(model, 'neck', None), DeployableBackboneMixin):
             with torch.no_grad():
