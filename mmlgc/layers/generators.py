@@ -59,7 +59,10 @@ class _PooledMLP(nn.Module):
         expand, norm, act, project = self.layers
         hidden = F.linear(pooled.flatten(1), expand.weight.flatten(1),
                           expand.bias)
-        hidden = act(norm(hidden[:, :, None, None])).flatten(1)
+        if isinstance(norm, nn.Identity):  # none, or folded at deploy
+            hidden = F.relu(hidden, inplace=True)  # act, without its call
+        else:
+            hidden = act(norm(hidden[:, :, None, None])).flatten(1)
         out = F.linear(hidden, project.weight.flatten(1), project.bias)
         return out.view(pooled.shape[0], self.heads, self.channels)
 
