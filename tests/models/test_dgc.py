@@ -377,6 +377,42 @@ def test_deploy_is_exact_per_layer_in_float32():
     assert worst <= 1e-4, worst
 
 
+@pytest.mark.parametrize('pre_norm', ['eval_bn', 'train_stats_bn'])
+def test_strided_pointwise_conv_activates_only_the_pixels_it_reads(
+        pre_norm, monkeypatch):
+    """A 1x1 stride-2 DGC conv (a downsample) running sparsely activates
+    every other row and column only (the pool still averages them all) and
+    convolves them unstrided: the same output as the masked form, which
+    activates all of them."""
+    from mmlgc.layers import dgc as dgc_module
+    torch.manual_seed(0)
+    conv = DGCConv(8, 12, 1, stride=2, heads=4, keep=0.5).double().eval()
+    conv.set_progress(1.0)
+    with torch.no_grad():
+        conv.pre_norm.weight.uniform_(0.5, 1.5)
+        conv.pre_norm.bias.uniform_(-0.5, 0.5)
+        conv.pre_norm.running_mean.uniform_(-0.5, 0.5)
+        conv.pre_norm.running_var.uniform_(0.5, 2.0)
+    if pre_norm == 'train_stats_bn':  # no running statistics: ATen's BN
+        conv.pre_norm.track_running_stats = False
+        conv.pre_norm.running_mean = conv.pre_norm.running_var = None
+    x = torch.randn(2, 8, 9, 10, dtype=torch.float64)
+    activated = []
+    original = conv._pre_activate
+    monkeypatch.setattr(conv, '_pre_activate', lambda *a: activated.append(
+        original(*a)[0].shape) or original(*a))
+    with torch.no_grad():
+        conv.sparse_eval = False
+        masked = conv(x)
+        conv.sparse_eval = True
+        sparse = conv(x)
+    assert activated == [(2, 8, 9, 10), (2, 8, 5, 5)]
+    torch.testing.assert_close(sparse, masked)
+    # With gradients the masked form runs, on the whole activation.
+    conv(x)
+    assert activated[-1] == (2, 8, 9, 10)
+
+
 def test_deploy_state_dict_round_trips_through_config_flag():
     model = _small()
     _set_progress(model, 1.0)

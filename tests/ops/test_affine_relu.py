@@ -31,10 +31,11 @@ def _args(n, c, h, w, dtype, layout='contiguous', seed=0):
     ((1, 2, 1, 1), 'contiguous'),
     ((2, 3, 0, 4), 'contiguous'),  # no pixels: the mean is NaN, as torch's
 ])
-def test_matches_reference(shape, layout, dtype):
+@pytest.mark.parametrize('stride', [1, 2, (3, 2)])
+def test_matches_reference(shape, layout, dtype, stride):
     args = _args(*shape, dtype, layout)
-    out, mean = affine_relu_mean(*args)
-    ref_out, ref_mean = reference.affine_relu_mean(*args)
+    out, mean = affine_relu_mean(*args, stride=stride)
+    ref_out, ref_mean = reference.affine_relu_mean(*args, stride=stride)
     tol = dict(atol=1e-6, rtol=1e-6) if dtype == torch.float32 else {}
     torch.testing.assert_close(out, ref_out, **tol)
     torch.testing.assert_close(mean, ref_mean, equal_nan=True, **tol)
@@ -69,10 +70,24 @@ def test_gradients_take_the_reference():
     torch.testing.assert_close(grad, want)
 
 
-def test_opcheck_schema_and_fake():
+@pytest.mark.parametrize('stride', [(1, 1), (2, 2)])
+def test_opcheck_schema_and_fake(stride):
     torch.library.opcheck(torch.ops.mmlgc.affine_relu_mean.default,
-                          _args(2, 3, 4, 5, torch.float32),
+                          (*_args(2, 3, 5, 5, torch.float32), stride),
                           test_utils=('test_schema', 'test_faketensor'))
+
+
+def test_stride_returns_what_a_strided_pointwise_conv_reads():
+    """A 1x1 conv of stride s reads rows and columns 0, s, 2s, ...: with
+    the stride, the op returns those only (the mean still over all)."""
+    x, scale, shift = _args(1, 4, 9, 8, torch.float64)
+    weight = torch.randn(5, 4, 1, 1, dtype=torch.float64)
+    full, mean = affine_relu_mean(x, scale, shift)
+    sub, sub_mean = affine_relu_mean(x, scale, shift, stride=2)
+    assert sub.shape == (1, 4, 5, 4)
+    torch.testing.assert_close(F.conv2d(sub, weight),
+                               F.conv2d(full, weight, stride=2))
+    torch.testing.assert_close(sub_mean, mean)
 
 
 @pytest.mark.parametrize('change, match', [
@@ -80,6 +95,7 @@ def test_opcheck_schema_and_fake():
     (lambda x, s, b: (x, s[:-1], b), 'scale must be'),
     (lambda x, s, b: (x, s, b.double()), 'shift has dtype'),
     (lambda x, s, b: (x.half(), s.half(), b.half()), 'float32 and float64'),
+    (lambda x, s, b: (x, s, b, (0, 1)), 'stride must be'),
 ])
 def test_malformed_arguments_are_clear_errors(change, match):
     args = change(*_args(1, 3, 4, 4, torch.float32))

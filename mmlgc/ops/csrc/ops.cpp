@@ -38,11 +38,13 @@ TORCH_LIBRARY(mmlgc, m) {
       "bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
   // y = max(scale[c] * input + shift[c], 0) and its mean over H, W ([N, C]),
   // in one pass: an eval BN -> ReLU -> global average pool (DGC's
-  // pre-activation and its saliency generators' input). CPU only; other
-  // devices and autograd take the composite in mmlgc/ops/affine_relu.py.
+  // pre-activation and its saliency generators' input); y is returned at
+  // every stride-th row and column (what a strided 1x1 conv reads), the
+  // mean is over all of it. CPU only; other devices and autograd take the
+  // composite in mmlgc/ops/affine_relu.py.
   m.def(
-      "affine_relu_mean(Tensor input, Tensor scale, Tensor shift) "
-      "-> (Tensor, Tensor)");
+      "affine_relu_mean(Tensor input, Tensor scale, Tensor shift, "
+      "int[2] stride=[1, 1]) -> (Tensor, Tensor)");
 }
 
 // `import mmlgc._ext` loads this library and thereby registers the ops; the
