@@ -55,8 +55,6 @@ def test_runs_each_point_once_and_tabulates(speed_table, tmp_path,
     text = speed_table.main(args)
     assert len(fake.calls) == 6
     assert all(c[c.index('--threads') + 1] == '1' for c in fake.calls)
-    # The table shows no masked column: it is not timed.
-    assert all('--no-masked' in c for c in fake.calls)
     rows = [line for line in text.splitlines() if line.startswith('| ')][1:]
     assert len(rows) == 6
     assert rows[0] == ('| MSGC ResNet-50 | 224×224 | 1 | 0.50 | 30.0 ms ±10 % '

@@ -159,7 +159,9 @@ def parse_args():
     parser.add_argument('--no-masked', action='store_true',
                         help='leave out the masked form (the references\' '
                         'training form, the slowest by far at detection '
-                        'sizes); speed_table.py does not show it')
+                        'sizes). Caution: the other forms\' times can then '
+                        'change with the allocator\'s state (see '
+                        'docs/measurements.md)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default='work_dirs/benchmark_model.json')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,

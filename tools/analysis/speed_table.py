@@ -68,8 +68,7 @@ def measure(args, backbone, size, batch):
     command = [sys.executable, 'tools/analysis/benchmark_model.py',
                '--backbone', backbone, '--target', str(args.target),
                '--sizes', size, '--batch', str(batch), '--rounds',
-               str(args.rounds), '--ops-only', '--no-masked', '--out',
-               path + '.tmp']
+               str(args.rounds), '--ops-only', '--out', path + '.tmp']
     if args.threads:
         command += ['--threads', str(args.threads)]
     print('==>', ' '.join(command[1:]), flush=True)
