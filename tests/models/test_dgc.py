@@ -384,7 +384,6 @@ def test_strided_pointwise_conv_activates_only_the_pixels_it_reads(
     every other row and column only (the pool still averages them all) and
     convolves them unstrided: the same output as the masked form, which
     activates all of them."""
-    from mmlgc.layers import dgc as dgc_module
     torch.manual_seed(0)
     conv = DGCConv(8, 12, 1, stride=2, heads=4, keep=0.5).double().eval()
     conv.set_progress(1.0)

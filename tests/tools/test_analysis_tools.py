@@ -270,6 +270,22 @@ def test_benchmark_model_times_a_grouped_neck_against_mmdet_fpn(
         assert set(row['ms']) == {'dense', 'masked', 'deployed'}
 
 
+def test_benchmark_model_batch_and_no_masked(run_tool, tmp_path):
+    """With ``--no-masked`` only the dense and deployed forms are timed;
+    with a batch the static masks are calibrated on one image, to the
+    same MACs ratio the whole batch has."""
+    out = str(tmp_path / 'bench.json')
+    result = run_tool('tools/analysis/benchmark_model.py', '--backbone',
+                      'resnet18', '--target', '0.5', '--sizes', '32',
+                      '--batch', '2', '--rounds', '1', '--no-masked',
+                      '--out', out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(out) as f:
+        (row, ) = json.load(f)['results']
+    assert set(row['ms']) == {'dense', 'deployed'}
+    assert row['batch'] == 2 and abs(row['macs_ratio'] - 0.5) < 0.05
+
+
 def test_benchmark_model_detector_forms_get_the_same_head_work(
         repo_root, run_tool, tmp_path):
     """The detector scope's forms differ only in the backbone: the dense
