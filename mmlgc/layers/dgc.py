@@ -29,6 +29,8 @@ from ..complexity import CostReporter, conv_macs
 from ..utils.checks import check_divides, check_fraction, check_positive_int
 from .gates import TopKSaliencyGate
 from .generators import SaliencyGenerator
+from .norms import (at_initial_statistics, eval_batch_norm_affine,
+                    has_running_statistics, is_eval_batch_norm)
 
 #: DGC's schedule: no pruning before 1/12 of training, a linear ramp to the
 #: final ``k`` at 3/4, then fixed.
@@ -294,9 +296,7 @@ class DGCConv(CostReporter, nn.Conv2d):
         if not self.pre_activation:
             return x[:, :, ::sub_h, ::sub_w], x.mean((2, 3))
         norm = self.pre_norm
-        if not norm.training and isinstance(
-                norm, nn.modules.batchnorm._BatchNorm) and (
-                    has_running_statistics(norm)):
+        if is_eval_batch_norm(norm):
             return affine_relu_mean(x, *self._pre_norm_affine(), stride)
         if (self.start_as_dense and self.training
                 and at_initial_statistics(norm)):
@@ -313,24 +313,14 @@ class DGCConv(CostReporter, nn.Conv2d):
         norm = self.pre_norm
         tensors = (norm.weight, norm.bias, norm.running_mean,
                    norm.running_var)
-
-        def affine():
-            scale = torch.rsqrt(norm.running_var + norm.eps)
-            if norm.weight is not None:
-                scale = scale * norm.weight
-            shift = -norm.running_mean * scale
-            if norm.bias is not None:
-                shift = shift + norm.bias
-            return scale, shift
-
         if torch.is_grad_enabled() and any(
                 t is not None and t.requires_grad for t in tensors):
-            return affine()
+            return eval_batch_norm_affine(norm)
         key = plans.state_key(tensors)
         cached = self.__dict__.get('_pre_norm_affine_cache')
         if cached is None or cached[0] != key:
             with torch.no_grad():
-                cached = (key, affine())
+                cached = (key, eval_batch_norm_affine(norm))
             self._pre_norm_affine_cache = cached
         return cached[1]
 
@@ -457,15 +447,3 @@ class GlobalThreshold:
             return float('-inf')
         return float(values.mean())
 
-
-def has_running_statistics(norm: nn.Module) -> bool:
-    """Whether a norm keeps running statistics (BN, SyncBN; not GN, LN)."""
-    return getattr(norm, 'running_mean', None) is not None
-
-
-def at_initial_statistics(norm: nn.Module) -> bool:
-    """A BN's running statistics never updated nor loaded (mean 0, var
-    1); False for norms without running statistics (GN, LN)."""
-    if not has_running_statistics(norm):
-        return False
-    return bool(norm.running_mean.eq(0).all() and norm.running_var.eq(1).all())

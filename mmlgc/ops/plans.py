@@ -594,9 +594,11 @@ def _group_major(candidate):
 
 
 # The dynamic candidates, each also for interleaved groups.
-_DYNAMIC_CANDIDATES = dict(
-    kernel=_sparse_op, gathered=_group_major(_gathered), batch_union=_group_major(_batch_union),
-    dense=_group_major(_masked_dense), gemm=_group_major(_gathered_gemm))
+_DYNAMIC_CANDIDATES = dict(kernel=_sparse_op,
+                           gathered=_group_major(_gathered),
+                           batch_union=_group_major(_batch_union),
+                           dense=_group_major(_masked_dense),
+                           gemm=_group_major(_gathered_gemm))
 
 
 def dynamic_group_conv(input: Tensor,

@@ -34,8 +34,8 @@ from torch import Tensor, nn
 
 from ...complexity import conv_output_size
 from ...layers import DGCConv
-from ...layers.dgc import (RAMP_BEGIN, RAMP_END, at_initial_statistics,
-                           generator_squeeze)
+from ...layers.dgc import RAMP_BEGIN, RAMP_END, generator_squeeze
+from ...layers.norms import at_initial_statistics
 from ...registry import MODELS
 from ...utils.checks import check_divides, check_fraction
 from ..dense_checkpoints import keep_method_state_on_dense_load

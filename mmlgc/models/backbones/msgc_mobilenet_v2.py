@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from ...complexity import ShapeOf, conv_macs, conv_output_size
 from ...layers import MSGCConv2d
+from ...layers.norms import eval_batch_norm_affine, is_eval_batch_norm
 from ...ops.plans import plannable
 from ...registry import MODELS
 from ...utils.checks import check_positive_int, check_unsupported
@@ -125,9 +126,8 @@ def _plain(module: ConvModule) -> bool:
     return (module.order == ('conv', 'norm', 'act')
             and not module.with_explicit_padding
             and not isinstance(module.conv.padding, str)
-            and (norm is None or isinstance(norm, nn.Identity) or (
-                isinstance(norm, nn.modules.batchnorm._BatchNorm)
-                and not norm.training and norm.track_running_stats)))
+            and (norm is None or isinstance(norm, nn.Identity)
+                 or is_eval_batch_norm(norm)))
 
 
 def _folded_rows(module: ConvModule, index: Tensor):
@@ -139,14 +139,11 @@ def _folded_rows(module: ConvModule, index: Tensor):
     bias = (conv.bias.index_select(0, index) if conv.bias is not None else
             weight.new_zeros(index.numel()))
     norm = module.norm if module.with_norm else None
-    if isinstance(norm, nn.modules.batchnorm._BatchNorm):
-        scale = (norm.running_var.index_select(0, index) + norm.eps).rsqrt()
-        if norm.weight is not None:
-            scale = scale * norm.weight.index_select(0, index)
-        bias = (bias - norm.running_mean.index_select(0, index)) * scale
-        if norm.bias is not None:
-            bias = bias + norm.bias.index_select(0, index)
+    if is_eval_batch_norm(norm):
+        scale, shift = (t.index_select(0, index)
+                        for t in eval_batch_norm_affine(norm))
         weight = weight * scale.view(-1, 1, 1, 1)
+        bias = bias * scale + shift
     return weight, bias
 
 
