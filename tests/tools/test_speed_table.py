@@ -35,7 +35,8 @@ class FakeBenchmark:
                                    masked=timing(37.5),
                                    **{'ops-only': timing(25.0, 0.3)}))
         with open(command[arg('--out') + 1], 'w') as f:
-            json.dump(dict(executions=dict(kernel=3, dense=1),
+            json.dump(dict(allocator='pinned',
+                           executions=dict(kernel=3, dense=1),
                            results=[record]), f)
 
         class Done:
@@ -51,17 +52,21 @@ def test_runs_each_point_once_and_tabulates(speed_table, tmp_path,
     args = speed_table.parse_args([
         '--out', str(tmp_path), '--backbones', 'resnet50', 'dgc_resnet18',
         '--sizes', '224', '800x1216', '--batches', '1', '8', '--skip',
-        '800x1216:8', '--threads', '1'])
+        '800x1216:8', '--threads', '1', '--rounds', '7', '--rounds-at',
+        '800x1216:1=3'])
     text = speed_table.main(args)
     assert len(fake.calls) == 6
     assert all(c[c.index('--threads') + 1] == '1' for c in fake.calls)
+    assert [c[c.index('--rounds') + 1] for c in fake.calls] == ['7'] * 4 + [
+        '3'] * 2
     rows = [line for line in text.splitlines() if line.startswith('| ')][1:]
     assert len(rows) == 6
     assert rows[0] == ('| MSGC ResNet-50 | 224×224 | 1 | 0.50 | 30.0 ms ±10 % '
-                       '| 1.50× (20.0 ms ±10 %) | 0.75 | 1.20× (25.0 ms '
+                       '| 0.80× (37.5 ms ±10 %) | 1.50× (20.0 ms ±10 %) | 0.75 | 1.20× (25.0 ms '
                        '±30 %) | dense ×1, kernel ×3 |')
     assert rows[1].startswith('| DGC ResNet-18 | 224×224 | 1 |')
     assert rows[-1].startswith('| DGC ResNet-18 | 800×1216 | 1 |')
+    assert text.splitlines()[-1].startswith('Allocator: pinned (')
     assert open(tmp_path / 'table.md').read() == text
 
     # a second run measures nothing and gives the same table

@@ -90,7 +90,8 @@ import mmlgc  # noqa: F401  (registers modules, applies compat fixes)
 from mmlgc.complexity import collect_costs
 from mmlgc.deploy import DeployableBackboneMixin, deploy_model
 from mmlgc.ops import plans
-from mmlgc.ops.timing import time_interleaved, warn_if_noisy
+from mmlgc.ops.timing import (pin_allocator, time_interleaved,
+                              warn_if_noisy)
 from mmlgc.models import (DGCResNet, FLGCMobileNetV2, FLGCResNet,
                           MSGCMobileNetV2, MSGCResNet, SGCNNResNet)
 from mmlgc.registry import MODELS
@@ -159,8 +160,12 @@ def parse_args():
     parser.add_argument('--no-masked', action='store_true',
                         help='leave out the masked form (the references\' '
                         'training form, the slowest by far at detection '
-                        'sizes). Caution: the other forms\' times can then '
-                        'change with the allocator\'s state (see '
+                        'sizes)')
+    parser.add_argument('--default-allocator', action='store_true',
+                        help='leave glibc\'s allocator at its defaults: '
+                        'large activations are then mapped and '
+                        'page-faulted in on every call, and a form\'s time '
+                        'depends on what ran before it (see '
                         'docs/measurements.md)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default='work_dirs/benchmark_model.json')
@@ -358,6 +363,8 @@ def main():
     # Bad checkpoints are clear errors in every mmlgc tool (not on import).
     enable_checkpoint_checks()
     torch.manual_seed(args.seed)
+    allocator = ('pinned' if not args.default_allocator and pin_allocator()
+                 else 'default')
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.plan:
@@ -431,7 +438,8 @@ def main():
         os.makedirs(osp.dirname(args.out) or '.', exist_ok=True)
         with open(args.out, 'w') as f:
             json.dump(dict(threads=torch.get_num_threads(),
-                           plan=plans.forced_plan(), executions=executions,
+                           allocator=allocator, plan=plans.forced_plan(),
+                           executions=executions,
                            results=results), f, indent=1)
 
 

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from mmlgc.ops import dynamic_group_conv, ext_available, plans, reference
-from mmlgc.ops.timing import NOISY_SPREAD, time_interleaved
+from mmlgc.ops.timing import NOISY_SPREAD, pin_allocator, time_interleaved
 
 FORMS = ('dense', 'reference', 'mmlgc', 'planned')
 
@@ -234,6 +234,10 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--threads', type=int, default=None,
                         help='torch threads (default: torch\'s choice)')
+    parser.add_argument('--default-allocator', action='store_true',
+                        help='leave glibc\'s allocator at its defaults '
+                        '(detection-size tensors are then page-faulted in '
+                        'on every call)')
     parser.add_argument('--out', default='work_dirs/benchmark_ops.json',
                         help='JSON with per-layer times and the summary')
     return parser.parse_args(argv)
@@ -244,6 +248,8 @@ def main(argv=None):
     if not ext_available():
         sys.exit('mmlgc._ext is not built: this would time the reference '
                  'twice. Build it first (make install).')
+    allocator = ('pinned' if not args.default_allocator and pin_allocator()
+                 else 'default')
     if args.threads:
         torch.set_num_threads(args.threads)
     results = run(args)
@@ -253,7 +259,8 @@ def main(argv=None):
         machine=dict(platform=platform.platform(),
                      processor=platform.processor(),
                      torch=torch.__version__,
-                     threads=torch.get_num_threads()),
+                     threads=torch.get_num_threads(),
+                     allocator=allocator),
         config={k: v for k, v in vars(args).items() if k != 'out'},
         summary=summary,
         layers=results)

@@ -39,6 +39,10 @@ def parse_args(argv=None):
                         '800x1216:8)')
     parser.add_argument('--target', type=float, default=0.46)
     parser.add_argument('--rounds', type=int, default=7)
+    parser.add_argument('--rounds-at', nargs='+', default=[],
+                        metavar='SIZE:BATCH=N',
+                        help='other --rounds for some points (e.g. '
+                        '800x1216:8=5, where a round takes minutes)')
     parser.add_argument('--threads', type=int, default=None)
     parser.add_argument('--table-only', action='store_true')
     return parser.parse_args(argv)
@@ -61,6 +65,14 @@ def run_name(backbone, size, batch):
     return f'{backbone}_{size}_b{batch}'
 
 
+def rounds_at(args, size, batch):
+    for item in args.rounds_at:
+        point, _, rounds = item.partition('=')
+        if point == f'{size}:{batch}':
+            return int(rounds)
+    return args.rounds
+
+
 def measure(args, backbone, size, batch):
     path = osp.join(args.out, run_name(backbone, size, batch) + '.json')
     if osp.isfile(path):
@@ -68,7 +80,7 @@ def measure(args, backbone, size, batch):
     command = [sys.executable, 'tools/analysis/benchmark_model.py',
                '--backbone', backbone, '--target', str(args.target),
                '--sizes', size, '--batch', str(batch), '--rounds',
-               str(args.rounds), '--ops-only', '--out', path + '.tmp']
+               str(rounds_at(args, size, batch)), '--ops-only', '--out', path + '.tmp']
     if args.threads:
         command += ['--threads', str(args.threads)]
     print('==>', ' '.join(command[1:]), flush=True)
@@ -91,16 +103,18 @@ def row(record):
     return [f'{record["size"][0]}×{record["size"][1]}',
             str(record['batch']), f'{record["macs_ratio"]:.2f}',
             f'{t["dense"]["median_ms"]:.1f} ms ±'
-            f'{100 * t["dense"]["spread"]:.0f} %', cell('deployed'),
+            f'{100 * t["dense"]["spread"]:.0f} %',
+            cell('masked') if 'masked' in t else '-', cell('deployed'),
             f'{record["eta"]:.2f}', cell('ops-only') if 'ops-only' in t
             else '-']
 
 
 def table(runs):
     """``runs``: (backbone, benchmark JSON) in order."""
-    lines = ['| backbone | size | batch | MACs × dense | dense | deployed '
-             '(speed-up) | η | op only, no plan | executions chosen |',
-             '|---|---|---|---|---|---|---|---|---|']
+    lines = ['| backbone | size | batch | MACs × dense | dense | masked '
+             '(speed-up) | deployed (speed-up) | η | op only, no plan | '
+             'executions chosen |',
+             '|---|---|---|---|---|---|---|---|---|---|']
     for backbone, data in runs:
         for record in data['results']:
             if record['scope'] != 'backbone':
@@ -111,6 +125,11 @@ def table(runs):
     lines += ['', 'Median of interleaved rounds (± the interquartile range '
               'as a fraction of the median); speed-up = dense / form; η = '
               'deployed speed-up × MACs ratio.']
+    allocators = sorted({data.get('allocator', 'default')
+                         for _, data in runs})
+    lines.append(f'Allocator: {" and ".join(allocators)} (pinned is '
+                 'benchmark_model.py\'s default; --default-allocator leaves '
+                 'glibc\'s settings as they are).')
     return '\n'.join(lines) + '\n'
 
 
