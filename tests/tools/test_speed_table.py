@@ -62,8 +62,9 @@ def test_runs_each_point_once_and_tabulates(speed_table, tmp_path,
     rows = [line for line in text.splitlines() if line.startswith('| ')][1:]
     assert len(rows) == 6
     assert rows[0] == ('| MSGC ResNet-50 | 224×224 | 1 | 0.50 | 30.0 ms ±10 % '
-                       '| 0.80× (37.5 ms ±10 %) | 1.50× (20.0 ms ±10 %) | 0.75 | 1.20× (25.0 ms '
-                       '±30 %) | dense ×1, kernel ×3 |')
+                       '| 0.80× (37.5 ms ±10 %) | 1.50× (20.0 ms ±10 %) '
+                       '| 0.75 | 1.20× (25.0 ms ±30 %) | dense ×1, '
+                       'kernel ×3 |')
     assert rows[1].startswith('| DGC ResNet-18 | 224×224 | 1 |')
     assert rows[-1].startswith('| DGC ResNet-18 | 800×1216 | 1 |')
     assert text.splitlines()[-1].startswith('Allocator: pinned (')
@@ -74,3 +75,12 @@ def test_runs_each_point_once_and_tabulates(speed_table, tmp_path,
     monkeypatch.setattr(speed_table.subprocess, 'run', again)
     assert speed_table.main(args) == text
     assert again.calls == []
+
+
+@pytest.mark.parametrize('point', ['800x1216:8', '800x1216=5', '224:1=0',
+                                   '224:1=x'])
+def test_a_malformed_rounds_point_is_a_clear_error(speed_table, point,
+                                                   capsys):
+    with pytest.raises(SystemExit):
+        speed_table.parse_args(['--rounds-at', point])
+    assert 'expected SIZE:BATCH=ROUNDS' in capsys.readouterr().err

@@ -27,6 +27,15 @@ BACKBONES = ('resnet18', 'resnet50', 'mobilenet_v2', 'dgc_resnet18',
 METHOD = dict(dgc='DGC', sgcnn='SG-CNN', flgc='FLGC')
 
 
+def rounds_point(text):
+    """``SIZE:BATCH=N`` (``--rounds-at``) as ``('SIZE:BATCH', N)``."""
+    point, _, rounds = text.partition('=')
+    if ':' not in point or not rounds.isdigit() or int(rounds) < 1:
+        raise argparse.ArgumentTypeError(
+            f'{text!r}: expected SIZE:BATCH=ROUNDS, e.g. 800x1216:8=5')
+    return point, int(rounds)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--out', default='work_dirs/speed')
@@ -40,7 +49,7 @@ def parse_args(argv=None):
     parser.add_argument('--target', type=float, default=0.46)
     parser.add_argument('--rounds', type=int, default=7)
     parser.add_argument('--rounds-at', nargs='+', default=[],
-                        metavar='SIZE:BATCH=N',
+                        type=rounds_point, metavar='SIZE:BATCH=N',
                         help='other --rounds for some points (e.g. '
                         '800x1216:8=5, where a round takes minutes)')
     parser.add_argument('--threads', type=int, default=None)
@@ -66,11 +75,7 @@ def run_name(backbone, size, batch):
 
 
 def rounds_at(args, size, batch):
-    for item in args.rounds_at:
-        point, _, rounds = item.partition('=')
-        if point == f'{size}:{batch}':
-            return int(rounds)
-    return args.rounds
+    return dict(args.rounds_at).get(f'{size}:{batch}', args.rounds)
 
 
 def measure(args, backbone, size, batch):
@@ -80,7 +85,8 @@ def measure(args, backbone, size, batch):
     command = [sys.executable, 'tools/analysis/benchmark_model.py',
                '--backbone', backbone, '--target', str(args.target),
                '--sizes', size, '--batch', str(batch), '--rounds',
-               str(rounds_at(args, size, batch)), '--ops-only', '--out', path + '.tmp']
+               str(rounds_at(args, size, batch)), '--ops-only', '--out',
+               path + '.tmp']
     if args.threads:
         command += ['--threads', str(args.threads)]
     print('==>', ' '.join(command[1:]), flush=True)
